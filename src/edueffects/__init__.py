@@ -1,0 +1,8 @@
+"""edueffects: meta-analysis, second-order meta-analysis and learning-recovery models for education research."""
+
+from edueffects.core.errors import InputError
+from edueffects.meta import MetaResult, RobustResult, meta
+
+__version__ = "0.1.0"
+
+__all__ = ["InputError", "MetaResult", "RobustResult", "__version__", "meta"]

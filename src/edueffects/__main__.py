@@ -1,0 +1,3 @@
+from edueffects.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""Wald inference shared by all engines: coefficient tables with z or t reference distributions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from edueffects.core.jet import Array
+
+
+def _none_if_inf(value: float) -> float | None:
+    return None if not np.isfinite(value) else float(value)
+
+
+@dataclass(frozen=True, eq=False)
+class CoefficientTable:
+    """Estimates with standard errors, test statistics, df (``inf`` for z), p-values and CIs."""
+
+    names: tuple[str, ...]
+    estimate: Array
+    se: Array
+    stat: Array
+    df: Array
+    pval: Array
+    ci_lb: Array
+    ci_ub: Array
+    level: float
+
+    def to_records(self) -> list[dict[str, object]]:
+        """One JSON-able dict per coefficient (``df`` is ``None`` for z tests)."""
+        return [
+            {
+                "name": name,
+                "estimate": float(self.estimate[i]),
+                "se": float(self.se[i]),
+                "stat": float(self.stat[i]),
+                "df": _none_if_inf(float(self.df[i])),
+                "pval": float(self.pval[i]),
+                "ci_lb": float(self.ci_lb[i]),
+                "ci_ub": float(self.ci_ub[i]),
+            }
+            for i, name in enumerate(self.names)
+        ]
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "term": list(self.names),
+                "estimate": self.estimate,
+                "se": self.se,
+                "stat": self.stat,
+                "df": self.df,
+                "pval": self.pval,
+                "ci_lb": self.ci_lb,
+                "ci_ub": self.ci_ub,
+            }
+        )
+
+
+def critical_value(df: float | Array, level: float) -> Array:
+    """Two-sided critical value of the normal (``df = inf``) or t distribution."""
+    upper = 1.0 - (1.0 - level / 100.0) / 2.0
+    dfa = np.asarray(df, dtype=np.float64)
+    return np.where(np.isfinite(dfa), stats.t.ppf(upper, np.where(np.isfinite(dfa), dfa, 1.0)), stats.norm.ppf(upper))
+
+
+def coefficient_table(
+    names: tuple[str, ...], estimate: Array, se: Array, df: float | Array, level: float
+) -> CoefficientTable:
+    """Wald tests ``estimate / se`` against N(0,1) (``df = inf``) or t(df), with two-sided CIs."""
+    dfa = np.broadcast_to(np.asarray(df, dtype=np.float64), estimate.shape).copy()
+    stat = estimate / se
+    finite = np.isfinite(dfa)
+    pval = np.where(
+        finite,
+        2.0 * stats.t.sf(np.abs(stat), np.where(finite, dfa, 1.0)),
+        2.0 * stats.norm.sf(np.abs(stat)),
+    )
+    crit = critical_value(dfa, level)
+    return CoefficientTable(
+        names=names,
+        estimate=estimate,
+        se=se,
+        stat=stat,
+        df=dfa,
+        pval=pval,
+        ci_lb=estimate - crit * se,
+        ci_ub=estimate + crit * se,
+        level=level,
+    )
