@@ -64,7 +64,8 @@ def critical_value(df: float | Array, level: float) -> Array:
     """Two-sided critical value of the normal (``df = inf``) or t distribution."""
     upper = 1.0 - (1.0 - level / 100.0) / 2.0
     dfa = np.asarray(df, dtype=np.float64)
-    return np.where(np.isfinite(dfa), stats.t.ppf(upper, np.where(np.isfinite(dfa), dfa, 1.0)), stats.norm.ppf(upper))
+    t_quantile = stats.t.ppf(upper, np.where(np.isfinite(dfa), dfa, 1.0))
+    return np.asarray(np.where(np.isfinite(dfa), t_quantile, stats.norm.ppf(upper)), dtype=np.float64)
 
 
 def coefficient_table(

@@ -26,7 +26,7 @@ class WeightedFit:
 def weighted_ls(x: Array, y: Array, w: Array) -> WeightedFit:
     """WLS fit, weighted residual sum of squares and ``tr(P)``, ``P = W - WX(X'WX)^-1 X'W``."""
     xw = x * w[:, None]
-    a_inv = np.linalg.inv(xw.T @ x)
+    a_inv = np.asarray(np.linalg.inv(xw.T @ x), dtype=np.float64)
     beta = a_inv @ (xw.T @ y)
     resid = y - x @ beta
     rss = float(np.sum(w * resid**2))

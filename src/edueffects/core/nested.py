@@ -184,7 +184,7 @@ def evaluate(design: NestedDesign, theta: Array, method: Method) -> Evaluation:
     a, b, c = q0[:p, :p], q0[:p, p], q0[p, p]
     a1, b1, c1 = q1[:, :p, :p], q1[:, :p, p], q1[:, p, p]
     a2, b2, c2 = q2[:, :, :p, :p], q2[:, :, :p, p], q2[:, :, p, p]
-    a_inv = np.linalg.inv(a)
+    a_inv = np.asarray(np.linalg.inv(a), dtype=np.float64)
     beta = a_inv @ b
     rss = float(c - b @ beta)
     beta1 = np.einsum("ij,tj->ti", a_inv, b1 - a1 @ beta)
@@ -203,11 +203,7 @@ def evaluate(design: NestedDesign, theta: Array, method: Method) -> Evaluation:
         ainv_a1 = np.einsum("ij,tjk->tik", a_inv, a1)
         value += float(np.linalg.slogdet(a)[1]) - design.xtx_logdet + (n - p) * np.log(2 * np.pi)
         total1 = total1 + np.einsum("tii->t", ainv_a1)
-        total2 = (
-            total2
-            + np.einsum("ij,tuji->tu", a_inv, a2)
-            - np.einsum("tij,uji->tu", ainv_a1, ainv_a1)
-        )
+        total2 = total2 + np.einsum("ij,tuji->tu", a_inv, a2) - np.einsum("tij,uji->tu", ainv_a1, ainv_a1)
     else:
         value += n * np.log(2 * np.pi)
     return Evaluation(
@@ -262,7 +258,8 @@ def maximize(
         return ev, Convergence(True, 0, 0.0, tuple(bool(t <= 0) for t in theta))
     converged = False
     iterations = 0
-    for iterations in range(1, max_iter + 1):
+    while iterations < max_iter:
+        iterations += 1
         g, h = ev.gradient, ev.hessian
         free = ~held & ~((theta <= 0.0) & (g <= 0.0))
         if not free.any():

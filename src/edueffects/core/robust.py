@@ -43,7 +43,7 @@ def _batched_inverse_sqrt(g: Array) -> Array:
     values, vectors = np.linalg.eigh(g)
     safe = np.where(values > 1e-12, values, 1.0)
     scale = np.where(values > 1e-12, 1.0 / np.sqrt(safe), 0.0)
-    return (vectors * scale[:, None, :]) @ np.swapaxes(vectors, 1, 2)
+    return np.asarray((vectors * scale[:, None, :]) @ np.swapaxes(vectors, 1, 2), dtype=np.float64)
 
 
 def cr2(

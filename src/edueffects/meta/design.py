@@ -79,7 +79,8 @@ def moderator_matrix(
             levels = sorted(series.unique(), key=lambda v: (str(type(v)), v))
             if len(levels) < 2:
                 raise InputError(
-                    f"moderator '{col}' has a single level ({_format_level(levels[0])!r}): its effect cannot be estimated"
+                    f"moderator '{col}' has a single level ({_format_level(levels[0])!r}): "
+                    "its effect cannot be estimated"
                 )
             for level in levels[1:]:
                 columns.append((series == level).to_numpy(dtype=np.float64))
@@ -93,8 +94,7 @@ def moderator_matrix(
     x = np.column_stack(columns)
     if np.linalg.matrix_rank(x) < x.shape[1]:
         raise InputError(
-            "moderators are collinear (the model matrix is not of full rank): "
-            f"check {', '.join(names[1:])}"
+            f"moderators are collinear (the model matrix is not of full rank): check {', '.join(names[1:])}"
         )
     return x, tuple(names)
 
@@ -127,7 +127,7 @@ def prepare(
     if mask.any():
         if missing == "error":
             first = int(np.flatnonzero(mask)[0])
-            col = next(c for c in used if pd.isna(frame.at[first, c]))
+            col = next(c for c in used if bool(frame[c].isna().iloc[first]))
             raise InputError(
                 f"column '{col}' row {first + 1} is missing; {int(mask.sum())} row(s) have missing values "
                 "(fix them, or drop them explicitly with missing='drop' / --drop-missing)"

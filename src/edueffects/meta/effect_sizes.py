@@ -77,5 +77,9 @@ def r_to_d(r: ArrayLike) -> Array:
 def d_to_r(d: ArrayLike, n1: ArrayLike | None = None, n2: ArrayLike | None = None) -> Array:
     """d to a point-biserial correlation; ``a = (n1+n2)^2/(n1 n2)``, 4 without group sizes."""
     da = _array("d", d)
-    a = 4.0 if n1 is None or n2 is None else (_array("n1", n1) + _array("n2", n2)) ** 2 / (_array("n1", n1) * _array("n2", n2))
+    a = (
+        4.0
+        if n1 is None or n2 is None
+        else (_array("n1", n1) + _array("n2", n2)) ** 2 / (_array("n1", n1) * _array("n2", n2))
+    )
     return np.asarray(da / np.sqrt(da**2 + a))

@@ -32,7 +32,7 @@ def hedges(x: Array, y: Array, v: Array) -> float:
     k, p = x.shape
     ols = weighted_ls(x, y, np.ones(k))
     leverage = np.einsum("ij,jk,ik->i", x, ols.cov_unscaled, x)
-    return max(0.0, (ols.rss - float(np.sum(v * (1.0 - leverage)))) / (k - p))
+    return float(max(0.0, (ols.rss - float(np.sum(v * (1.0 - leverage)))) / (k - p)))
 
 
 def paule_mandel(x: Array, y: Array, v: Array) -> float:
@@ -57,8 +57,8 @@ def moment_tau2(method: MomentMethod, x: Array, y: Array, v: Array) -> float:
         return paule_mandel(x, y, v)
     if method == "SJ":
         tau0 = float(np.mean((y - y.mean()) ** 2))
-        return tau0 * generalized_q(x, y, v, tau0) / (k - p)
+        return float(tau0 * generalized_q(x, y, v, tau0) / (k - p))
     fixed = weighted_ls(x, y, 1.0 / v)
     if method == "DL":
-        return max(0.0, (fixed.rss - (k - p)) / fixed.trace_p)
-    return max(0.0, (fixed.rss - k) / float(np.sum(1.0 / v)))
+        return float(max(0.0, (fixed.rss - (k - p)) / fixed.trace_p))
+    return float(max(0.0, (fixed.rss - k) / float(np.sum(1.0 / v))))

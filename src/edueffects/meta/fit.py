@@ -11,7 +11,6 @@ from scipy import stats
 
 from edueffects.core.errors import InputError
 from edueffects.core.inference import coefficient_table, critical_value
-from edueffects.core.jet import Array
 from edueffects.core.linalg import weighted_ls
 from edueffects.core.nested import Convergence, Evaluation, design_from_rows, evaluate, maximize
 from edueffects.core.profile import VarianceInterval, profile_interval, q_profile_interval

@@ -115,7 +115,7 @@ def _coef_block(table: CoefficientTable, stat_name: str) -> str:
     for rec in table.to_records():
         df = rec["df"]
         rows.append(
-            f"  {str(rec['name']):<18} {_fmt(float(rec['estimate'])):>10} {_fmt(float(rec['se'])):>9} "  # type: ignore[arg-type]
+            f"  {rec['name']!s:<18} {_fmt(float(rec['estimate'])):>10} {_fmt(float(rec['se'])):>9} "  # type: ignore[arg-type]
             f"{_fmt(float(rec['stat']), 3):>8} {('-' if df is None else _fmt(float(df), 2)):>8} "  # type: ignore[arg-type]
             f"{_fmt_p(float(rec['pval'])):>8} {_fmt(float(rec['ci_lb'])):>9} {_fmt(float(rec['ci_ub'])):>9}"  # type: ignore[arg-type]
         )
@@ -196,7 +196,8 @@ class MetaResult:
             per_group = pd.Series(codes).groupby(outer).nunique()
             if (per_group > 1).any():
                 raise InputError(
-                    f"robust cluster '{label}' splits clusters of the model: each model cluster must lie within one robust cluster"
+                    f"robust cluster '{label}' splits clusters of the model: "
+                    "each model cluster must lie within one robust cluster"
                 )
         residuals = fit.y - fit.x @ fit.beta
         rc = cr2(
@@ -282,7 +283,10 @@ class MetaResult:
                 ci = f"  95% CI [{_fmt(vc.ci_lb)}, {_fmt(vc.ci_ub)}] ({vc.kind})" if vc else ""
                 lines.append(f"  {name:<24} {_fmt(float(value))}{groups}{ci}")
             levels = ", ".join(f"{_fmt(v, 2)}%" for v in self.i2_levels)
-            lines.append(f"  I2 total = {_fmt(self.i2_total, 2)}%" + (f" (by level: {levels})" if len(self.i2_levels) > 1 else ""))
+            lines.append(
+                f"  I2 total = {_fmt(self.i2_total, 2)}%"
+                + (f" (by level: {levels})" if len(self.i2_levels) > 1 else "")
+            )
         lines.append("")
         lines.append(f"Test for heterogeneity: Q({self.QE_df}) = {_fmt(self.QE, 3)}, p {_p_clause(self.QEp)}")
         if self.QM is not None and self.QMdf is not None and self.QMp is not None:
@@ -290,7 +294,8 @@ class MetaResult:
                 lines.append(f"Test of moderators: QM({self.QMdf[0]}) = {_fmt(self.QM, 3)}, p {_p_clause(self.QMp)}")
             else:
                 lines.append(
-                    f"Test of moderators: F({self.QMdf[0]}, {self.QMdf[1]}) = {_fmt(self.QM, 3)}, p {_p_clause(self.QMp)}"
+                    f"Test of moderators: F({self.QMdf[0]}, {self.QMdf[1]}) = {_fmt(self.QM, 3)}, "
+                    f"p {_p_clause(self.QMp)}"
                 )
         lines.append("")
         lines.append(f"Coefficients ({'z' if self.test == 'z' else 't'} test):")
