@@ -27,10 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import sparse
 
 from edueffects.core.jet import Array, Jet
 
@@ -42,29 +44,47 @@ Method = Literal["ML", "REML"]
 class NestedDesign:
     """Sufficient statistics of one nested random-intercept model, units sorted by group.
 
-    ``cross`` holds the packed upper triangle of ``sum c c'`` per unit (``c = [x, y]``), ``colsum``
-    ``sum c``, ``count`` the number of rows and ``known_var`` the known variance shared by those rows.
-    ``level_starts[j]`` gives, for the j-th level counted from the innermost, where each group's run
-    of children begins (children: units for the innermost level, groups of level j-1 otherwise).
+    ``unit_stats`` holds per unit the packed upper triangle of ``sum c c'`` (``c = [x, y]``), then
+    ``sum c``, then the number of rows; ``known_var`` is the known variance shared by those rows.
+    Parameters ``theta`` are the level variances (outermost first), then the residual variance.
+
+    ``woodbury_starts[j]`` gives, for the j-th Woodbury level counted from the innermost, where each
+    group's run of children begins (children: units for the first, groups of level j-1 otherwise);
+    ``woodbury_params[j]`` is its index in ``theta``. ``diagonal_param`` is the parameter added to
+    every unit's variance: the residual variance, or the innermost level when its groups are single
+    rows (then ``sigma2 1 1'`` of a 1x1 block is just a diagonal term, and no Woodbury step is needed).
     """
 
     n_fixed: int
-    cross: Array
-    colsum: Array
-    count: Array
+    n_params: int
+    unit_stats: Array
     known_var: Array
-    level_starts: tuple[IntArray, ...]
-    residual: bool
+    woodbury_starts: tuple[IntArray, ...]
+    woodbury_params: tuple[int, ...]
+    diagonal_param: int | None
     xtx_logdet: float
     n_obs: int
 
     @property
-    def n_levels(self) -> int:
-        return len(self.level_starts)
+    def count(self) -> Array:
+        return self.unit_stats[:, -1]
 
-    @property
-    def n_params(self) -> int:
-        return self.n_levels + int(self.residual)
+    @cached_property
+    def _first_pattern(self) -> tuple[IntArray, IntArray, int]:
+        """CSR pattern summing units into the first level's groups (one group if no level)."""
+        n = self.count.size
+        starts = self.woodbury_starts[0] if self.woodbury_starts else np.zeros(1, dtype=np.intp)
+        return np.append(starts, n).astype(np.intp), np.arange(n, dtype=np.intp), int(starts.size)
+
+    def weighted_unit_sums(self, weights: Array) -> Array:
+        """``sum_{u in g} w_u [cross, colsum, count]_u`` for every first-level group ``g``."""
+        indptr, indices, n_groups = self._first_pattern
+        matrix = sparse.csr_matrix((weights, indices, indptr), shape=(n_groups, indices.size))
+        return np.asarray(matrix @ self.unit_stats, dtype=np.float64)
+
+    @cached_property
+    def _constant_first_level(self) -> Array:
+        return self.weighted_unit_sums(1.0 / self.known_var)
 
 
 @dataclass(frozen=True)
@@ -87,79 +107,158 @@ def design_from_rows(
     known_var: Array,
     groups: Sequence[IntArray],
     residual: bool,
-) -> tuple[NestedDesign, IntArray]:
-    """Build a design with one unit per row.
+) -> NestedDesign:
+    """Build a design with one unit per row; rows are put in group order internally.
 
-    ``groups`` lists integer codes per row, outermost level first; the codes of an inner level must
-    be nested in the outer ones (checked by the caller). Returns the design and the row order used.
+    ``groups`` lists integer codes per row, outermost level first; each inner level's codes must be
+    nested in the outer ones (a code belongs to one outer group). Results do not depend on row order.
     """
     n, p = x.shape
-    keys = [np.asarray(g) for g in groups]
-    order = np.lexsort(tuple(reversed(keys))) if keys else np.arange(n)
-    xs, ys, vs = x[order], y[order], known_var[order]
-    c = np.column_stack([xs, ys])
+    keys = [np.asarray(g, dtype=np.int64) for g in groups]
+    order = group_order(keys, n)
+    identity = bool(np.array_equal(order, np.arange(n)))
+    xs, ys, vs = (x, y, known_var) if identity else (x[order], y[order], known_var[order])
     ia, ib = np.triu_indices(p + 1)
-    cross = c[:, ia] * c[:, ib]
+    n_pairs = ia.size
+    stats = np.empty((n, n_pairs + p + 2))  # [c c' packed | c | count], c = [x, y]
+    stats[:, n_pairs : n_pairs + p] = xs
+    stats[:, n_pairs + p] = ys
+    for k, (a, b) in enumerate(zip(ia, ib, strict=True)):
+        np.multiply(stats[:, n_pairs + a], stats[:, n_pairs + b], out=stats[:, k])
+    stats[:, -1] = 1.0
+    sorted_keys = keys if identity else [k[order] for k in keys]
     starts: list[IntArray] = []
-    child_keys = np.arange(n)
-    sorted_keys = [k[order] for k in keys]
-    # innermost level first: a group starts where any of its (outer..this) codes change
-    for depth in range(len(keys), 0, -1):
-        codes = np.column_stack(sorted_keys[:depth])
-        change = np.ones(codes.shape[0], dtype=bool)
-        change[1:] = np.any(codes[1:] != codes[:-1], axis=1)
-        child_starts = np.flatnonzero(change)
-        # express starts relative to the previous (finer) level's sequence of groups
-        starts.append(np.searchsorted(child_keys, child_starts).astype(np.intp))
-        child_keys = child_starts
-    xtx = xs.T @ xs
-    sign, logdet = np.linalg.slogdet(xtx)
-    design = NestedDesign(
+    previous = np.arange(n, dtype=np.intp)
+    for depth in range(len(keys) - 1, -1, -1):  # innermost level first
+        # the innermost level's codes already identify its groups (nested), so one key suffices
+        key = sorted_keys[depth]
+        change = np.ones(n, dtype=bool)
+        change[1:] = key[1:] != key[:-1]
+        group_first_rows = np.flatnonzero(change)
+        starts.append(np.searchsorted(previous, group_first_rows).astype(np.intp))
+        previous = group_first_rows
+    n_levels = len(keys)
+    params = list(range(n_levels - 1, -1, -1))  # innermost first
+    diagonal: int | None = n_levels if residual else None
+    if not residual and starts and starts[0].size == n:
+        diagonal = params.pop(0)
+        starts.pop(0)
+    sign, logdet = np.linalg.slogdet(xs.T @ xs)
+    return NestedDesign(
         n_fixed=p,
-        cross=cross,
-        colsum=c,
-        count=np.ones(n),
+        n_params=n_levels + int(residual),
+        unit_stats=stats,
         known_var=vs,
-        level_starts=tuple(starts),
-        residual=residual,
+        woodbury_starts=tuple(starts),
+        woodbury_params=tuple(params),
+        diagonal_param=diagonal,
         xtx_logdet=float(logdet) if sign > 0 else float("-inf"),
         n_obs=n,
     )
-    return design, order
+
+
+def group_order(keys: Sequence[NDArray[np.int64]], n: int) -> IntArray:
+    """Row order that makes every level's groups contiguous (identity if already so)."""
+    if not keys:
+        return np.arange(n, dtype=np.intp)
+    combined = np.zeros(n, dtype=np.int64)
+    for key in keys:
+        width = int(key.max()) + 1 if key.size else 1
+        combined = combined * width + key
+    if n < 2 or bool(np.all(combined[1:] >= combined[:-1])):
+        return np.arange(n, dtype=np.intp)
+    return np.argsort(combined, kind="stable").astype(np.intp)
+
+
+def _gram_total(u: Jet, q: Jet) -> Jet:
+    """Jet of ``sum_g u_g q_g q_g'`` (an m x m matrix) from jets ``u`` (G,) and ``q`` (G, m).
+
+    Contracted directly over groups, so no (t, t, G, m, m) intermediate is formed.
+    """
+    params = tuple(sorted(set(u.params) | set(q.params)))
+    u, q = u.widened(params), q.widened(params)
+    u0, u1, u2 = u.value, u.d1, u.d2
+    q0, q1, q2 = q.value, q.d1, q.d2
+    uq0 = q0 * u0[:, None]
+    value = uq0.T @ q0
+    a1 = np.einsum("ig,ga,gb->iab", u1, q0, q0, optimize=True)
+    b1 = np.einsum("ga,igb->iab", uq0, q1, optimize=True)
+    d1 = a1 + b1 + np.swapaxes(b1, 1, 2)
+    term1 = np.einsum("ijg,ga,gb->ijab", u2, q0, q0, optimize=True)
+    c = np.einsum("ig,jga,gb->ijab", u1, q1, q0, optimize=True)
+    term2 = c + np.swapaxes(c, 2, 3)
+    term2 = term2 + np.swapaxes(term2, 0, 1)
+    d = np.einsum("ga,ijgb->ijab", uq0, q2, optimize=True)
+    e = np.einsum("g,iga,jgb->ijab", u0, q1, q1, optimize=True)
+    term34 = d + e
+    d2 = term1 + term2 + term34 + np.swapaxes(term34, 2, 3)
+    return Jet(value, params, d1, d2)
+
+
+def _unpack(packed: Jet, m: int) -> Jet:
+    """Packed upper triangle (last axis) to a full symmetric m x m jet."""
+    ia, ib = np.triu_indices(m)
+
+    def full(arr: Array) -> Array:
+        out = np.empty((*arr.shape[:-1], m, m))
+        out[..., ia, ib] = arr
+        out[..., ib, ia] = arr
+        return out
+
+    return Jet(full(packed.value), packed.params, full(packed.d1), full(packed.d2))
 
 
 def _recurse(design: NestedDesign, theta: Array) -> tuple[Jet, Jet]:
-    """Packed ``C'V^-1 C`` and ``log|V|`` as jets in all variance parameters."""
+    """``C'V^-1 C`` (m x m, ``C = [X, y]``) and ``log|V|`` as jets in all variance parameters."""
     m = design.n_fixed + 1
     ia, ib = np.triu_indices(m)
-    n_levels = design.n_levels
-    if design.residual:
-        d = Jet.parameter(float(theta[n_levels]), n_levels) + Jet.constant(design.known_var)
-        inv_d = d.reciprocal()
-        cross = inv_d.expand_last().scaled(design.cross)
-        colsum = inv_d.expand_last().scaled(design.colsum)
-        ones = inv_d.scaled(design.count)
-        logdet = d.log().scaled(design.count).total()
-    else:
-        inv_v = 1.0 / design.known_var
-        cross = Jet.constant(design.cross * inv_v[:, None])
-        colsum = Jet.constant(design.colsum * inv_v[:, None])
-        ones = Jet.constant(design.count * inv_v)
+    n_pairs = ia.size
+    if design.diagonal_param is None:
+        sums = Jet.constant(design._constant_first_level)
         logdet = Jet.constant(float(np.sum(design.count * np.log(design.known_var))))
-    for depth, starts in enumerate(design.level_starts):
-        index = n_levels - 1 - depth  # parameters are ordered outermost first
-        cross, colsum, ones = cross.segment_sum(starts), colsum.segment_sum(starts), ones.segment_sum(starts)
+    else:
+        index = design.diagonal_param
+        d = design.known_var + theta[index]
+        w0 = 1.0 / d
+        w1 = -w0 * w0
+        w2 = -2.0 * w1 * w0
+        sums = Jet(
+            design.weighted_unit_sums(w0),
+            (index,),
+            design.weighted_unit_sums(w1)[None],
+            design.weighted_unit_sums(w2)[None, None],
+        )
+        n_w0 = design.count * w0
+        logdet = Jet(
+            np.asarray(float(np.sum(design.count * np.log(d)))),
+            (index,),
+            np.array([np.sum(n_w0)]),
+            np.array([[-np.sum(n_w0 * w0)]]),
+        )
+    cross = sums.take_last(np.arange(n_pairs))
+    colsum = sums.take_last(np.arange(n_pairs, n_pairs + m))
+    ones = sums.take_last(np.array(n_pairs + m))
+    levels = list(zip(design.woodbury_starts, design.woodbury_params, strict=True))
+    correction: Jet | None = None
+    for j, (_, index) in enumerate(levels):
+        if j > 0:
+            starts = levels[j][0]
+            cross, colsum, ones = cross.segment_sum(starts), colsum.segment_sum(starts), ones.segment_sum(starts)
         sigma2 = Jet.parameter(float(theta[index]), index)
-        scaled_ones = sigma2 * ones
-        factor = scaled_ones + Jet.constant(1.0)
+        factor = sigma2 * ones + Jet.constant(1.0)
         inv_factor = factor.reciprocal()
-        weight = (sigma2 * inv_factor).expand_last()
-        pairs = colsum.take_last(ia) * colsum.take_last(ib)
-        cross = cross - weight * pairs
+        weight = sigma2 * inv_factor
+        logdet = logdet + factor.log().total()
+        if j == len(levels) - 1:  # outermost level: only the total is needed
+            correction = _gram_total(weight, colsum)
+            break
+        cross = cross - weight.expand_last() * (colsum.take_last(ia) * colsum.take_last(ib))
         colsum = colsum * inv_factor.expand_last()
         ones = ones * inv_factor
-        logdet = logdet + factor.log().total()
-    return cross.total(), logdet
+    total = _unpack(cross.total(), m)
+    if correction is not None:
+        total = total - correction
+    return total, logdet
 
 
 def evaluate(design: NestedDesign, theta: Array, method: Method) -> Evaluation:
@@ -170,17 +269,7 @@ def evaluate(design: NestedDesign, theta: Array, method: Method) -> Evaluation:
     cross, logdet = _recurse(design, theta)
     cross, logdet = cross.widened(params), logdet.widened(params)
     p = design.n_fixed
-    m = p + 1
-    ia, ib = np.triu_indices(m)
-
-    def unpack(packed: Array) -> Array:
-        lead = packed.shape[:-1]
-        full = np.empty((*lead, m, m))
-        full[..., ia, ib] = packed
-        full[..., ib, ia] = packed
-        return full
-
-    q0, q1, q2 = unpack(cross.value), unpack(cross.d1), unpack(cross.d2)
+    q0, q1, q2 = cross.value, cross.d1, cross.d2
     a, b, c = q0[:p, :p], q0[:p, p], q0[p, p]
     a1, b1, c1 = q1[:, :p, :p], q1[:, :p, p], q1[:, p, p]
     a2, b2, c2 = q2[:, :, :p, :p], q2[:, :, :p, p], q2[:, :, p, p]

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edueffects.core.jet import Array
+from edueffects.core.nested import group_order
 
 IntArray = NDArray[np.intp]
 
@@ -61,7 +62,7 @@ def cr2(
     (``v_i + sigma2_e``); ``level_codes``/``level_variances`` give each random-intercept level. Each
     model group must lie within one robust ``cluster`` (checked by the caller).
     """
-    order = np.lexsort((*reversed([np.asarray(c) for c in level_codes]), cluster))
+    order = group_order([np.asarray(cluster, dtype=np.int64)], cluster.size)
     sorted_cluster = cluster[order]
     change = np.ones(order.size, dtype=bool)
     change[1:] = sorted_cluster[1:] != sorted_cluster[:-1]

@@ -36,6 +36,14 @@ class MetaData:
     frame: pd.DataFrame
 
 
+def sorted_codes(values: pd.Series) -> NDArray[np.intp]:
+    """Integer codes 0..G-1 of a column, numbered in the sorted order of its distinct values."""
+    codes, uniques = pd.factorize(values)
+    rank = np.empty(len(uniques), dtype=np.intp)
+    rank[np.argsort(np.asarray(uniques), kind="stable")] = np.arange(len(uniques))
+    return rank[codes]
+
+
 def _require_columns(data: pd.DataFrame, columns: Sequence[str]) -> None:
     for col in columns:
         if col not in data.columns:
@@ -154,12 +162,13 @@ def prepare(
     level_names: list[str] = []
     codes: list[NDArray[np.intp]] = []
     if cluster is not None:
-        outer = pd.factorize(frame[cluster], sort=True)[0].astype(np.intp)
+        outer = sorted_codes(frame[cluster])
         level_names.append(cluster)
         codes.append(outer)
         if within is not None:
-            pairs = pd.MultiIndex.from_arrays([frame[cluster], frame[within]])
-            codes.append(pd.factorize(pairs, sort=True)[0].astype(np.intp))
+            inner = sorted_codes(frame[within]).astype(np.int64)
+            combined = outer.astype(np.int64) * (int(inner.max()) + 1) + inner
+            codes.append(sorted_codes(pd.Series(combined)))
             level_names.append(f"{cluster}/{within}")
     return MetaData(
         y=y,

@@ -68,7 +68,7 @@ def meta(
 
     if cluster is not None:
         model: Literal["fixed", "univariate", "multilevel"] = "multilevel"
-        design, order = design_from_rows(x, y, v, list(md.level_codes), residual=False)
+        design = design_from_rows(x, y, v, list(md.level_codes), residual=False)
         n_levels = len(md.level_codes)
         dl = max(0.0, (fe.rss - qe_df) / fe.trace_p)
         start = np.full(n_levels, max(dl, 1e-3 * float(np.var(y))) / n_levels)
@@ -79,7 +79,7 @@ def meta(
         ll_method = method
     elif method in ("EE", "FE"):
         model = "fixed"
-        design, order = design_from_rows(x, y, v, [], residual=False)
+        design = design_from_rows(x, y, v, [], residual=False)
         ev = evaluate(design, np.zeros(0), "ML")
         conv = Convergence(True, 0, 0.0, ())
         variance_names = ()
@@ -88,7 +88,7 @@ def meta(
         ll_method = "ML"
     else:
         model = "univariate"
-        design, order = design_from_rows(x, y, v, [], residual=True)
+        design = design_from_rows(x, y, v, [], residual=True)
         if method in LIKELIHOOD:
             ev, conv = maximize(design, method, np.array([hedges(x, y, v)]))  # type: ignore[arg-type]
             ll_method = method
@@ -177,14 +177,13 @@ def meta(
         frame=md.frame,
         residual_variance=residual_variance,
     )
-    del order
     return MetaResult(
         model=model,
         method="EE" if method == "FE" else method,
         test=test,
         level=level,
         k=k,
-        n_groups=tuple(int(np.unique(c).size) for c in md.level_codes),
+        n_groups=tuple(int(c.max()) + 1 for c in md.level_codes),
         coefficients=coefs,
         cov_beta=cov,
         variance_names=variance_names,

@@ -15,6 +15,7 @@ from edueffects.core.jet import Array
 from edueffects.core.nested import Convergence
 from edueffects.core.profile import VarianceInterval
 from edueffects.core.robust import cr2
+from edueffects.meta.design import sorted_codes
 
 Transform = Literal["z_to_r"]
 
@@ -190,7 +191,7 @@ class MetaResult:
         if values.isna().any():
             row = int(np.flatnonzero(values.isna().to_numpy())[0])
             raise InputError(f"robust cluster '{label}' is missing in row {row + 1}")
-        codes = pd.factorize(values, sort=True)[0].astype(np.intp)
+        codes = sorted_codes(values)
         if fit.level_codes:
             outer = fit.level_codes[0]
             per_group = pd.Series(codes).groupby(outer).nunique()
