@@ -1,0 +1,93 @@
+"""The command line: JSON shape, exit codes and one-line errors, no partial output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edueffects.cli import main
+
+REF = Path(__file__).resolve().parent / "reference" / "data"
+
+
+def test_meta_json_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "meta",
+            str(REF / "assink2016.csv"),
+            "--yi", "yi", "--vi", "vi",
+            "--cluster", "study", "--within", "esid",
+            "--mods", "deltype", "--robust", "study", "--json", "-",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("coefficients", "sigma2", "QE", "QEp", "QM", "QMp", "QMdf", "logLik", "AIC", "BIC", "k", "I2"):
+        assert key in out
+    assert [c["name"] for c in out["coefficients"]] == ["intrcpt", "deltypegeneral", "deltypeovert"]
+    assert set(out["coefficients"][0]) == {"name", "estimate", "se", "stat", "df", "pval", "ci_lb", "ci_ub"}
+    assert out["robust"][1]["se"] == pytest.approx(0.0538568247545074, rel=1e-6)
+    assert out["robust"][1]["df"] == pytest.approx(2.27648132825752, rel=1e-6)
+    assert out["sigma2"] == pytest.approx([0.189890565648584, 0.0846878212486833], rel=1e-6)
+    assert len(out["variance_ci"]) == 2 and out["convergence"]["converged"] is True
+    assert out["prediction"] is None
+
+
+def test_meta_univariate_json_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "out.json"
+    code = main(["meta", str(REF / "bcg.csv"), "--yi", "yi", "--vi", "vi", "--method", "DL", "--json", str(target)])
+    assert code == 0
+    out = json.loads(target.read_text())
+    assert out["tau2"] == pytest.approx(0.308760262862376, rel=1e-9)
+    assert out["prediction"]["pi_lb"] == pytest.approx(-1.85815375273217, rel=1e-9)
+    assert "Random-effects model (DL)" in capsys.readouterr().out
+
+
+def test_bad_input_gives_one_line_and_no_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "out.json"
+    code = main(["meta", str(REF / "bcg.csv"), "--yi", "effect", "--vi", "vi", "--json", str(target)])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edueffects: error: column 'effect' not found")
+    assert len(err.splitlines()) == 1
+    assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        ("", "is empty"),
+        ("yi,vi\n", "has a header but no rows"),
+        (b"yi,vi\n0.1,\xff\xfe\n", "is not UTF-8"),
+    ],
+)
+def test_unreadable_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: object, message: str) -> None:
+    path = tmp_path / "data.csv"
+    if isinstance(content, str):
+        path.write_text(content)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    assert main(["meta", str(path), "--yi", "yi", "--vi", "vi"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_demo_prints_the_three_level_model(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "sigma2 district" in out and "0.0651" in out and "CR2" in out
+
+
+def test_console_script_exit_code() -> None:
+    exe = shutil.which("edueffects")
+    cmd = [exe] if exe else [sys.executable, "-m", "edueffects"]
+    proc = subprocess.run([*cmd, "meta", "nope.csv", "--yi", "a", "--vi", "b"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "edueffects: error: file 'nope.csv' does not exist"
+    assert proc.stdout == ""
