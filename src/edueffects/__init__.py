@@ -2,7 +2,8 @@
 
 from edueffects.core.errors import InputError
 from edueffects.meta import MetaResult, RobustResult, meta
+from edueffects.recovery import RecoveryResult, recovery
 
 __version__ = "0.1.0"
 
-__all__ = ["InputError", "MetaResult", "RobustResult", "__version__", "meta"]
+__all__ = ["InputError", "MetaResult", "RecoveryResult", "RobustResult", "__version__", "meta", "recovery"]

@@ -53,6 +53,12 @@ class NestedDesign:
     ``woodbury_params[j]`` is its index in ``theta``. ``diagonal_param`` is the parameter added to
     every unit's variance: the residual variance, or the innermost level when its groups are single
     rows (then ``sigma2 1 1'`` of a 1x1 block is just a diagonal term, and no Woodbury step is needed).
+
+    ``replicated_param`` marks an innermost level whose groups are aggregated inside units: unit ``u``
+    holds ``group_count[u]`` groups of equal size and equal ``x`` pattern (e.g. the students of one
+    school-cohort cell observed at the same occasions), and ``group_outer[u]`` the packed
+    ``sum_g (sum_{rows of g} c)(sum_{rows of g} c)'``; the Woodbury step of that level then acts per
+    unit, so the cost does not grow with the number of groups.
     """
 
     n_fixed: int
@@ -64,6 +70,9 @@ class NestedDesign:
     diagonal_param: int | None
     xtx_logdet: float
     n_obs: int
+    replicated_param: int | None = None
+    group_outer: Array | None = None
+    group_count: Array | None = None
 
     @property
     def count(self) -> Array:
@@ -77,14 +86,24 @@ class NestedDesign:
         return np.append(starts, n).astype(np.intp), np.arange(n, dtype=np.intp), int(starts.size)
 
     def weighted_unit_sums(self, weights: Array) -> Array:
-        """``sum_{u in g} w_u [cross, colsum, count]_u`` for every first-level group ``g``."""
+        """``sum_{u in g} w_u [sum c, count]_u`` for every first-level group ``g``."""
         indptr, indices, n_groups = self._first_pattern
         matrix = sparse.csr_matrix((weights, indices, indptr), shape=(n_groups, indices.size))
-        return np.asarray(matrix @ self.unit_stats, dtype=np.float64)
+        n_pairs = self.unit_stats.shape[1] - (self.n_fixed + 2)
+        return np.asarray(matrix @ self.unit_stats[:, n_pairs:], dtype=np.float64)
 
     @cached_property
-    def _constant_first_level(self) -> Array:
-        return self.weighted_unit_sums(1.0 / self.known_var)
+    def _constant_unit_level(self) -> tuple[Jet, Jet, Jet, Jet]:
+        """Unit-level quantities when no parameter touches the unit variances (computed once)."""
+        n_pairs = self.unit_stats.shape[1] - (self.n_fixed + 2)
+        w = 1.0 / self.known_var
+        sums = self.weighted_unit_sums(w)
+        return (
+            Jet.constant(w @ self.unit_stats[:, :n_pairs]),
+            Jet.constant(sums[:, :-1]),
+            Jet.constant(sums[:, -1]),
+            Jet.constant(float(np.sum(self.count * np.log(self.known_var)))),
+        )
 
 
 @dataclass(frozen=True)
@@ -97,6 +116,7 @@ class Evaluation:
     hessian: Array
     beta: Array
     cov_beta: Array
+    cov_beta_grad: Array
     rss: float
     logdet_v: float
 
@@ -118,42 +138,85 @@ def design_from_rows(
     order = group_order(keys, n)
     identity = bool(np.array_equal(order, np.arange(n)))
     xs, ys, vs = (x, y, known_var) if identity else (x[order], y[order], known_var[order])
+    stats = unit_statistics(xs, ys, ys * ys, np.ones(n))
+    return design_from_units(p, stats, vs, keys if identity else [k[order] for k in keys], residual)
+
+
+def unit_statistics(x: Array, y_sum: Array, y_sumsq: Array, count: Array) -> Array:
+    """Per-unit ``[packed sum c c' | sum c | count]``, ``c = [x, y]``, for units of ``count`` rows
+    sharing the same ``x`` (``y_sum``, ``y_sumsq``: the unit's sum of ``y`` and of ``y^2``)."""
+    n, p = x.shape
     ia, ib = np.triu_indices(p + 1)
     n_pairs = ia.size
-    stats = np.empty((n, n_pairs + p + 2))  # [c c' packed | c | count], c = [x, y]
-    stats[:, n_pairs : n_pairs + p] = xs
-    stats[:, n_pairs + p] = ys
+    stats = np.empty((n, n_pairs + p + 2))
+    stats[:, n_pairs : n_pairs + p] = x * count[:, None]
+    stats[:, n_pairs + p] = y_sum
     for k, (a, b) in enumerate(zip(ia, ib, strict=True)):
-        np.multiply(stats[:, n_pairs + a], stats[:, n_pairs + b], out=stats[:, k])
-    stats[:, -1] = 1.0
-    sorted_keys = keys if identity else [k[order] for k in keys]
+        if b < p:
+            np.multiply(x[:, a] * count, x[:, b], out=stats[:, k])
+        elif a < p:
+            np.multiply(x[:, a], y_sum, out=stats[:, k])
+        else:
+            stats[:, k] = y_sumsq
+    stats[:, -1] = count
+    return stats
+
+
+def design_from_units(
+    n_fixed: int,
+    unit_stats: Array,
+    known_var: Array,
+    groups: Sequence[IntArray],
+    residual: bool,
+    replicated: tuple[Array, Array] | None = None,
+    reml_includes_xtx: bool = True,
+) -> NestedDesign:
+    """Build a design from units already sorted so that every level's groups are contiguous.
+
+    ``groups`` lists per-unit codes of the Woodbury levels, outermost first. ``replicated`` is
+    ``(group_outer, group_count)`` for an innermost level aggregated inside units (its variance is
+    the parameter after the listed levels). ``reml_includes_xtx``: metafor's REML adds
+    ``1/2 log|X'X|``; lme4's does not.
+    """
+    n = unit_stats.shape[0]
+    p = n_fixed
+    keys = [np.asarray(g, dtype=np.int64) for g in groups]
     starts: list[IntArray] = []
     previous = np.arange(n, dtype=np.intp)
     for depth in range(len(keys) - 1, -1, -1):  # innermost level first
-        # the innermost level's codes already identify its groups (nested), so one key suffices
-        key = sorted_keys[depth]
+        # codes of a nested level identify its groups on their own
+        key = keys[depth]
         change = np.ones(n, dtype=bool)
         change[1:] = key[1:] != key[:-1]
-        group_first_rows = np.flatnonzero(change)
-        starts.append(np.searchsorted(previous, group_first_rows).astype(np.intp))
-        previous = group_first_rows
-    n_levels = len(keys)
-    params = list(range(n_levels - 1, -1, -1))  # innermost first
+        group_first_units = np.flatnonzero(change)
+        starts.append(np.searchsorted(previous, group_first_units).astype(np.intp))
+        previous = group_first_units
+    n_levels = len(keys) + int(replicated is not None)
+    params = list(range(len(keys) - 1, -1, -1))  # innermost first
     diagonal: int | None = n_levels if residual else None
-    if not residual and starts and starts[0].size == n:
+    count = unit_stats[:, -1]
+    if not residual and replicated is None and starts and starts[0].size == n and bool(np.all(count == 1)):
         diagonal = params.pop(0)
         starts.pop(0)
-    sign, logdet = np.linalg.slogdet(xs.T @ xs)
+    ia, ib = np.triu_indices(p + 1)
+    xtx = np.zeros((p + 1, p + 1))
+    xtx[ia, ib] = unit_stats[:, : ia.size].sum(axis=0)
+    xtx = xtx[:p, :p]
+    xtx = xtx + np.triu(xtx, 1).T
+    sign, logdet = np.linalg.slogdet(xtx)
     return NestedDesign(
         n_fixed=p,
         n_params=n_levels + int(residual),
-        unit_stats=stats,
-        known_var=vs,
+        unit_stats=unit_stats,
+        known_var=known_var,
         woodbury_starts=tuple(starts),
         woodbury_params=tuple(params),
         diagonal_param=diagonal,
-        xtx_logdet=float(logdet) if sign > 0 else float("-inf"),
-        n_obs=n,
+        xtx_logdet=(float(logdet) if sign > 0 else float("-inf")) if reml_includes_xtx else 0.0,
+        n_obs=round(float(count.sum())),
+        replicated_param=len(keys) if replicated is not None else None,
+        group_outer=replicated[0] if replicated is not None else None,
+        group_count=replicated[1] if replicated is not None else None,
     )
 
 
@@ -208,56 +271,88 @@ def _unpack(packed: Jet, m: int) -> Jet:
     return Jet(full(packed.value), packed.params, full(packed.d1), full(packed.d2))
 
 
-def _recurse(design: NestedDesign, theta: Array) -> tuple[Jet, Jet]:
-    """``C'V^-1 C`` (m x m, ``C = [X, y]``) and ``log|V|`` as jets in all variance parameters."""
-    m = design.n_fixed + 1
-    ia, ib = np.triu_indices(m)
-    n_pairs = ia.size
-    if design.diagonal_param is None:
-        sums = Jet.constant(design._constant_first_level)
-        logdet = Jet.constant(float(np.sum(design.count * np.log(design.known_var))))
-    else:
+def _weighted_total(weight: Jet, columns: Array) -> Jet:
+    """Jet of ``sum_u weight_u columns[u]`` (``weight`` a jet over units, ``columns`` constant)."""
+    return Jet(weight.value @ columns, weight.params, weight.d1 @ columns, weight.d2 @ columns)
+
+
+def _unit_level(design: NestedDesign, theta: Array) -> tuple[Jet, Jet, Jet, Jet]:
+    """Unit contributions: total packed ``C'D^-1C`` (after a replicated level), per first-level
+    group ``C'D^-1 1`` and ``1'D^-1 1``, and ``log|D|`` (plus the replicated level's determinant terms)."""
+    stats = design.unit_stats
+    n_pairs = stats.shape[1] - (design.n_fixed + 2)
+    cross = stats[:, :n_pairs]
+    count = stats[:, -1]
+    if design.diagonal_param is None and design.replicated_param is None:
+        return design._constant_unit_level
+    d = Jet.constant(design.known_var)
+    if design.diagonal_param is not None:
+        d = Jet.parameter(float(theta[design.diagonal_param]), design.diagonal_param) + d
+    if design.replicated_param is None:
+        # diagonal parameter only: weights 1/d with exact derivatives, summed by a sparse product
         index = design.diagonal_param
-        d = design.known_var + theta[index]
-        w0 = 1.0 / d
+        w0 = 1.0 / d.value
         w1 = -w0 * w0
         w2 = -2.0 * w1 * w0
-        sums = Jet(
-            design.weighted_unit_sums(w0),
-            (index,),
-            design.weighted_unit_sums(w1)[None],
-            design.weighted_unit_sums(w2)[None, None],
-        )
-        n_w0 = design.count * w0
+        inv_d = Jet(w0, (index,), w1[None], w2[None, None])  # type: ignore[arg-type]
+        n_w0 = count * w0
         logdet = Jet(
-            np.asarray(float(np.sum(design.count * np.log(d)))),
-            (index,),
+            np.asarray(float(np.sum(count * np.log(d.value)))),
+            (index,),  # type: ignore[arg-type]
             np.array([np.sum(n_w0)]),
             np.array([[-np.sum(n_w0 * w0)]]),
         )
-    cross = sums.take_last(np.arange(n_pairs))
-    colsum = sums.take_last(np.arange(n_pairs, n_pairs + m))
-    ones = sums.take_last(np.array(n_pairs + m))
-    levels = list(zip(design.woodbury_starts, design.woodbury_params, strict=True))
-    correction: Jet | None = None
-    for j, (_, index) in enumerate(levels):
+        sums = Jet(
+            design.weighted_unit_sums(w0),
+            inv_d.params,
+            design.weighted_unit_sums(w1)[None],
+            design.weighted_unit_sums(w2)[None, None],
+        )
+        return (
+            _weighted_total(inv_d, cross),
+            sums.take_last(np.arange(design.n_fixed + 1)),
+            sums.take_last(np.array(design.n_fixed + 1)),
+            logdet,
+        )
+    assert design.group_outer is not None and design.group_count is not None
+    inv_d = d.reciprocal()
+    logdet = d.log().scaled(count).total()
+    sigma2 = Jet.parameter(float(theta[design.replicated_param]), design.replicated_param)
+    factor = sigma2 * inv_d.scaled(count / design.group_count) + Jet.constant(1.0)
+    inv_factor = factor.reciprocal()
+    logdet = logdet + factor.log().scaled(design.group_count).total()
+    total_cross = _weighted_total(inv_d, cross) - _weighted_total(
+        sigma2 * inv_factor * inv_d * inv_d, design.group_outer
+    )
+    scale = inv_d * inv_factor
+    colsum = scale.expand_last().scaled(stats[:, n_pairs:-1])
+    ones = scale.scaled(count)
+    if design.woodbury_starts:
+        colsum, ones = colsum.segment_sum(design.woodbury_starts[0]), ones.segment_sum(design.woodbury_starts[0])
+    return total_cross, colsum, ones, logdet
+
+
+def _recurse(design: NestedDesign, theta: Array) -> tuple[Jet, Jet]:
+    """``C'V^-1 C`` (m x m, ``C = [X, y]``) and ``log|V|`` as jets in all variance parameters.
+
+    Cross-products only flow upward by summation, so the total is ``sum_units C'D^-1C`` minus, for
+    every level, ``sum_g w_g q_g q_g'`` (``q_g = C_g'V^-1 1``, ``w_g = s/(1 + s 1'V^-1 1)``); only
+    ``q`` and ``1'V^-1 1`` travel from level to level.
+    """
+    m = design.n_fixed + 1
+    total_cross, colsum, ones, logdet = _unit_level(design, theta)
+    total = _unpack(total_cross, m)
+    for j, (starts, index) in enumerate(zip(design.woodbury_starts, design.woodbury_params, strict=True)):
         if j > 0:
-            starts = levels[j][0]
-            cross, colsum, ones = cross.segment_sum(starts), colsum.segment_sum(starts), ones.segment_sum(starts)
+            colsum, ones = colsum.segment_sum(starts), ones.segment_sum(starts)
         sigma2 = Jet.parameter(float(theta[index]), index)
         factor = sigma2 * ones + Jet.constant(1.0)
         inv_factor = factor.reciprocal()
-        weight = sigma2 * inv_factor
         logdet = logdet + factor.log().total()
-        if j == len(levels) - 1:  # outermost level: only the total is needed
-            correction = _gram_total(weight, colsum)
-            break
-        cross = cross - weight.expand_last() * (colsum.take_last(ia) * colsum.take_last(ib))
-        colsum = colsum * inv_factor.expand_last()
-        ones = ones * inv_factor
-    total = _unpack(cross.total(), m)
-    if correction is not None:
-        total = total - correction
+        total = total - _gram_total(sigma2 * inv_factor, colsum)
+        if j < len(design.woodbury_starts) - 1:
+            colsum = colsum * inv_factor.expand_last()
+            ones = ones * inv_factor
     return total, logdet
 
 
@@ -302,6 +397,7 @@ def evaluate(design: NestedDesign, theta: Array, method: Method) -> Evaluation:
         hessian=-0.5 * np.asarray(total2, dtype=np.float64),
         beta=beta,
         cov_beta=a_inv,
+        cov_beta_grad=-np.einsum("ij,tjk,kl->til", a_inv, a1, a_inv),
         rss=rss,
         logdet_v=float(logdet.value),
     )
@@ -370,7 +466,8 @@ def maximize(
         for _ in range(60):
             trial = theta + alpha * step
             trial[free] = np.maximum(trial[free], 0.0)
-            trial_ev = evaluate(design, trial, method)
+            with np.errstate(divide="ignore", invalid="ignore"):  # a trial may touch an infeasible point
+                trial_ev = evaluate(design, trial, method)
             if trial_ev.loglik >= ev.loglik - 1e-12 * abs(ev.loglik) and np.isfinite(trial_ev.loglik):
                 accepted = True
                 break

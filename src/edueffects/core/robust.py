@@ -55,12 +55,16 @@ def cr2(
     level_codes: Sequence[IntArray],
     level_variances: Array,
     cluster: IntArray,
+    level_loadings: Sequence[Array] | None = None,
 ) -> RobustCovariance:
     """CR2 for a nested random-intercept model.
 
-    ``row_variance`` is the diagonal of the marginal covariance without the random intercepts
-    (``v_i + sigma2_e``); ``level_codes``/``level_variances`` give each random-intercept level. Each
-    model group must lie within one robust ``cluster`` (checked by the caller).
+    The working covariance of rows ``a, b`` in one cluster is
+    ``delta_ab row_variance_a + sum_l sigma2_l lambda_la lambda_lb [same level-l group]``:
+    ``row_variance`` is ``v_i + sigma2_e``; ``level_codes``/``level_variances`` give each random
+    intercept; ``level_loadings`` (default 1) let rows stand for orthonormalised blocks of identical
+    rows (a block of ``n`` students enters with loading ``sqrt(n)``). Each model group must lie within
+    one robust ``cluster`` (checked by the caller).
     """
     order = group_order([np.asarray(cluster, dtype=np.int64)], cluster.size)
     sorted_cluster = cluster[order]
@@ -77,9 +81,14 @@ def cr2(
         theta = np.zeros((rows.shape[0], size, size))
         idx = np.arange(size)
         theta[:, idx, idx] = row_variance[rows]
-        for codes, variance in zip(level_codes, level_variances, strict=True):
+        for level, (codes, variance) in enumerate(zip(level_codes, level_variances, strict=True)):
             c = np.asarray(codes)[rows]
-            theta += variance * (c[:, :, None] == c[:, None, :])
+            same = c[:, :, None] == c[:, None, :]
+            if level_loadings is None:
+                theta += variance * same
+            else:
+                load = level_loadings[level][rows]
+                theta += variance * same * load[:, :, None] * load[:, None, :]
         chol = np.linalg.cholesky(theta)  # Theta = L L', R = L'
         xj = x[rows]  # (C, s, p)
         ej = residuals[rows]

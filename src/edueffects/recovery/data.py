@@ -1,0 +1,323 @@
+"""Student tables to per-cell sufficient statistics, through DuckDB (files larger than memory work).
+
+One SQL pass per model aggregates students into cells — school x cohort (gain model), school x
+cohort x occasion pattern (linked long model), school x cohort x occasion (unlinked long model) —
+keeping counts, sums and sums of squares/cross-products of the scores. Validation happens in SQL
+too and ends in one :class:`InputError` line naming the column, the school or the student.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from edueffects.core.errors import InputError
+from edueffects.core.jet import Array
+
+ModelKind = Literal["gain", "long_linked", "long_unlinked"]
+NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+           "FLOAT", "DOUBLE", "REAL", "DECIMAL")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RecoverySpec:
+    """Which columns mean what, and which cohorts were affected by the pandemic."""
+
+    school: str
+    cohort: str
+    pandemic_cohorts: tuple[str, ...]
+    moderators: tuple[str, ...]
+    pre: str | None = None
+    post: str | None = None
+    student: str | None = None
+    occasion: str | None = None
+    score: str | None = None
+    long: bool = False
+
+    @property
+    def kind(self) -> ModelKind:
+        if not self.long:
+            return "gain"
+        if self.student is not None or self.occasion is None:
+            return "long_linked"
+        return "long_unlinked"
+
+
+@dataclass(frozen=True, eq=False)
+class CellTable:
+    """Aggregated cells with their school, cohort, moderators and score statistics.
+
+    ``stats`` columns depend on the model: gain ``n, sum, sumsq`` of the gain; linked long ``r`` (students),
+    ``pre_n, post_n`` (0/1 pattern flags), ``s0, s1, ss0, ss1, s01``; unlinked long ``occasion, n, sum, sumsq``.
+    """
+
+    kind: ModelKind
+    frame: pd.DataFrame
+    n_students: int
+    n_rows: int
+    dose: tuple[str, ...]
+    occasion_label: str
+    notes: tuple[str, ...]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def connect(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the student table as view ``src``."""
+    con = duckdb.connect()
+    if isinstance(data, pd.DataFrame):
+        con.register("src_frame", data)
+        con.execute("CREATE VIEW src AS SELECT * FROM src_frame")
+        return con
+    path = Path(data)
+    if not path.exists():
+        raise InputError(f"file '{path}' does not exist")
+    literal = "'" + str(path).replace("'", "''") + "'"
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv", ".txt"):
+            con.execute(f"CREATE VIEW src AS SELECT * FROM read_csv_auto({literal}, header = true)")
+        elif suffix == ".parquet":
+            con.execute(f"CREATE VIEW src AS SELECT * FROM read_parquet({literal})")
+        else:
+            raise InputError(f"file '{path}': unsupported format '{suffix}' (use .csv or .parquet)")
+        con.execute("SELECT * FROM src LIMIT 1").fetchall()
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"file '{path}' could not be read: {first}") from exc
+    return con
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> object:
+    row = con.execute(sql).fetchone()
+    return None if row is None else row[0]
+
+
+def _check_columns(con: duckdb.DuckDBPyConnection, spec: RecoverySpec) -> dict[str, str]:
+    described = con.execute("DESCRIBE src").fetchall()
+    types = {str(r[0]): str(r[1]).upper() for r in described}
+    needed = [spec.school, spec.cohort, *spec.moderators]
+    numeric = list(spec.moderators)
+    if spec.long and spec.occasion is not None:
+        needed += [spec.occasion, spec.score or ""]
+        numeric += [spec.score or ""]
+        if spec.student:
+            needed.append(spec.student)
+    else:
+        needed += [spec.pre or "", spec.post or ""]
+        numeric += [spec.pre or "", spec.post or ""]
+        if spec.student:
+            needed.append(spec.student)
+    for col in needed:
+        if col == "":
+            raise InputError(
+                "say which columns hold the scores: --pre and --post (one row per student), "
+                "or --long with --occasion and --score"
+            )
+        if col not in types:
+            raise InputError(f"column '{col}' not found (available: {', '.join(types)})")
+    for col in numeric:
+        if not types[col].startswith(NUMERIC):
+            bad = con.execute(
+                f"SELECT {_quote(col)} FROM src WHERE {_quote(col)} IS NOT NULL "
+                f"AND TRY_CAST({_quote(col)} AS DOUBLE) IS NULL LIMIT 1"
+            ).fetchone()
+            if bad is not None:
+                raise InputError(f"column '{col}' is not numeric (it holds {str(bad[0])!r})")
+    return types
+
+
+def _check_nulls(con: duckdb.DuckDBPyConnection, columns: Sequence[str], spec: RecoverySpec) -> None:
+    """One scan counting missing values in every required column; the first offender is named."""
+    counts = con.execute(
+        "SELECT " + ", ".join(f"count(*) FILTER (WHERE {_quote(c)} IS NULL)" for c in columns) + " FROM src"
+    ).fetchone()
+    assert counts is not None
+    for col, n in zip(columns, counts, strict=True):
+        if n:
+            where = _scalar(
+                con, f"SELECT CAST({_quote(spec.school)} AS VARCHAR) FROM src WHERE {_quote(col)} IS NULL LIMIT 1"
+            )
+            raise InputError(f"column '{col}' is missing in {n} row(s) (first in school {where}); nothing was dropped")
+
+
+def _pandemic_flags(cohorts: pd.Series, spec: RecoverySpec) -> Array:
+    """1 for pandemic-affected cohorts; errors for unknown cohorts or no comparison cohort."""
+    labels = cohorts.astype(str)
+    found = sorted(labels.unique())
+    if not spec.pandemic_cohorts:
+        raise InputError("name the pandemic-affected cohorts (--pandemic-cohorts)")
+    unknown = [c for c in spec.pandemic_cohorts if c not in found]
+    if unknown:
+        raise InputError(
+            f"pandemic cohort(s) {', '.join(unknown)} not found in column '{spec.cohort}' (cohorts: {', '.join(found)})"
+        )
+    if set(found) <= set(spec.pandemic_cohorts):
+        raise InputError(
+            f"every cohort in column '{spec.cohort}' is marked as pandemic-affected: "
+            "a pre-pandemic cohort is needed as the comparison"
+        )
+    return np.asarray(labels.isin(spec.pandemic_cohorts).to_numpy(), dtype=np.float64)
+
+
+def _check_moderators(frame: pd.DataFrame, spec: RecoverySpec) -> tuple[str, ...]:
+    """Moderators must be school-level; a moderator that is 0 for every pre-pandemic cell is a dose."""
+    dose: list[str] = []
+    for mod in spec.moderators:
+        lo, hi = frame[f"min_{mod}"], frame[f"max_{mod}"]
+        pre = frame.pandemic == 0
+        is_dose = bool((lo[pre] == 0).all() and (hi[pre] == 0).all()) and bool(hi[~pre].max() > lo[~pre].min())
+        rows = frame[~pre] if is_dose else frame
+        per_school = rows.groupby("school").agg(lo=(f"min_{mod}", "min"), hi=(f"max_{mod}", "max"))
+        varying = per_school[per_school.lo != per_school.hi]
+        if len(varying):
+            school = varying.index[0]
+            within = "within school among pandemic cohorts" if is_dose else "within school"
+            raise InputError(
+                f"moderator '{mod}' varies {within} (school {school}: {varying.lo.iloc[0]:g} to "
+                f"{varying.hi.iloc[0]:g}); moderators must be school-level"
+            )
+        if is_dose:
+            dose.append(mod)
+        frame[mod] = hi
+    return tuple(dose)
+
+
+def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
+    """Validate the student table and aggregate it into the cells of the requested model."""
+    con = connect(data)
+    _check_columns(con, spec)
+    key_cols = [spec.school, spec.cohort, *spec.moderators]
+    if spec.long and spec.occasion:
+        key_cols += [spec.occasion, spec.score or ""] + ([spec.student] if spec.student else [])
+    _check_nulls(con, key_cols, spec)
+    school, cohort = _quote(spec.school), _quote(spec.cohort)
+    mods_sql = "".join(
+        f", min({_quote(m)}) AS {_quote('min_' + m)}, max({_quote(m)}) AS {_quote('max_' + m)}" for m in spec.moderators
+    )
+    notes: list[str] = []
+    occasion_label = spec.occasion or "post"
+    if spec.kind == "gain":
+        pre, post = _quote(spec.pre or ""), _quote(spec.post or "")
+        gain = f"({post} - {pre})"
+        frame = con.execute(
+            f"SELECT {school} AS school, {cohort} AS cohort, count(*) AS rows, count({gain}) AS n, "
+            f"sum({gain}) AS sum, sum({gain} * {gain}) AS sumsq{mods_sql} "
+            f"FROM src GROUP BY {school}, {cohort} ORDER BY {school}, {cohort}"
+        ).df()
+        missing = int((frame["rows"] - frame["n"]).sum())
+        if missing:
+            raise InputError(
+                f"{missing} student(s) lack a score in '{spec.pre}' or '{spec.post}': the gain model needs both "
+                "(the long model, --long, uses students with one occasion); nothing was dropped"
+            )
+        n_rows = n_students = int(frame["rows"].sum())
+    elif spec.kind == "long_linked":
+        if spec.occasion:
+            occ, score, student = _quote(spec.occasion), _quote(spec.score or ""), _quote(spec.student or "")
+            values = [r[0] for r in con.execute(f"SELECT DISTINCT {occ} FROM src ORDER BY 1").fetchall()]
+            if len(values) != 2:
+                raise InputError(f"column '{spec.occasion}' must hold exactly two occasions (found {len(values)})")
+            low = "'" + str(values[0]).replace("'", "''") + "'"
+            is_low = f"CAST({occ} AS VARCHAR) = {low}"
+            students_sql = (
+                f"SELECT {student}, min({school}) AS {school}, min({cohort}) AS {cohort}, "
+                f"count(DISTINCT {school}) + count(DISTINCT {cohort}) AS homes, "
+                f"count(*) FILTER (WHERE {is_low}) AS n0, count(*) FILTER (WHERE NOT {is_low}) AS n1, "
+                f"max(CASE WHEN {is_low} THEN {score} END) AS y0, max(CASE WHEN NOT {is_low} THEN {score} END) AS y1"
+                + "".join(f", min({_quote(m)}) AS {_quote(m)}" for m in spec.moderators)
+                + f" FROM src GROUP BY {student}"
+            )
+            notes.append(f"occasion '{spec.occasion}': {values[0]} = before, {values[1]} = after")
+        else:
+            pre, post = _quote(spec.pre or ""), _quote(spec.post or "")
+            students_sql = f"SELECT *, 2 AS homes, 1 AS n0, 1 AS n1, {pre} AS y0, {post} AS y1 FROM src"
+        frame = con.execute(
+            f"WITH s AS ({students_sql}) "
+            f"SELECT {school} AS school, {cohort} AS cohort, "
+            "CAST(y0 IS NOT NULL AS INTEGER) AS pre_n, CAST(y1 IS NOT NULL AS INTEGER) AS post_n, count(*) AS r, "
+            "count(*) FILTER (WHERE homes > 2) AS moved, count(*) FILTER (WHERE n0 > 1 OR n1 > 1) AS repeated, "
+            "coalesce(sum(y0), 0) AS s0, coalesce(sum(y1), 0) AS s1, coalesce(sum(y0 * y0), 0) AS ss0, "
+            f"coalesce(sum(y1 * y1), 0) AS ss1, coalesce(sum(y0 * y1), 0) AS s01{mods_sql} "
+            f"FROM s GROUP BY {school}, {cohort}, pre_n, post_n ORDER BY {school}, {cohort}, pre_n, post_n"
+        ).df()
+        _linked_checks(con, frame, spec)
+        n_students = int(frame.r.sum())
+        n_rows = int(str(_scalar(con, "SELECT count(*) FROM src")))
+        one = int(frame.loc[frame.pre_n + frame.post_n == 1, "r"].sum())
+        if one:
+            notes.append(f"{one} student(s) with one occasion are used (they inform the student-level variance)")
+    else:
+        occ, score = _quote(spec.occasion or ""), _quote(spec.score or "")
+        values = [r[0] for r in con.execute(f"SELECT DISTINCT {occ} FROM src ORDER BY 1").fetchall()]
+        if len(values) != 2:
+            raise InputError(f"column '{spec.occasion}' must hold exactly two occasions (found {len(values)})")
+        low = "'" + str(values[0]).replace("'", "''") + "'"
+        frame = con.execute(
+            f"SELECT {school} AS school, {cohort} AS cohort, "
+            f"CASE WHEN CAST({occ} AS VARCHAR) = {low} THEN 0 ELSE 1 END AS occasion, count(*) AS n, "
+            f"sum({score}) AS sum, sum({score} * {score}) AS sumsq{mods_sql} "
+            f"FROM src GROUP BY {school}, {cohort}, occasion ORDER BY {school}, {cohort}, occasion"
+        ).df()
+        n_rows = n_students = int(frame["n"].sum())
+        notes.append(f"occasion '{spec.occasion}': {values[0]} = before, {values[1]} = after")
+    con.close()
+    if frame.empty:
+        raise InputError("the student table has no rows")
+    if frame["school"].nunique() < 2:
+        raise InputError(f"column '{spec.school}' has a single school: school-level moderators need many schools")
+    frame["pandemic"] = _pandemic_flags(frame["cohort"], spec)
+    dose = _check_moderators(frame, spec)
+    for mod in dose:
+        notes.append(
+            f"'{mod}' is zero before the pandemic by definition: it enters as a dose within pandemic cohorts "
+            f"(pandemic:{mod}), without a main effect"
+        )
+    per_school = frame.groupby("school")["cohort"].nunique()
+    single = int((per_school == 1).sum())
+    if single:
+        notes.append(f"{single} school(s) appear in only one cohort; they are used")
+    return CellTable(
+        kind=spec.kind,
+        frame=frame,
+        n_students=n_students,
+        n_rows=n_rows,
+        dose=dose,
+        occasion_label=occasion_label,
+        notes=tuple(notes),
+    )
+
+
+def _linked_checks(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, spec: RecoverySpec) -> None:
+    if int(frame.moved.sum()):
+        raise InputError(f"{int(frame.moved.sum())} student(s) appear in more than one school or cohort")
+    if int(frame.repeated.sum()):
+        raise InputError(
+            f"{int(frame.repeated.sum())} student(s) have more than one row for one occasion in '{spec.occasion}'"
+        )
+    none = int(frame.loc[(frame.pre_n == 0) & (frame.post_n == 0), "r"].sum())
+    if none:
+        raise InputError(f"{none} student(s) have no score at either occasion: nothing was dropped")
+    del con
+
+
+def standardize_moderators(frame: pd.DataFrame, moderators: Sequence[str], dose: Sequence[str]) -> pd.DataFrame:
+    """z-scores of school-level moderators across schools (doses across schools' pandemic values)."""
+    out = frame.copy()
+    for mod in moderators:
+        rows = out[out.pandemic == 1] if mod in dose else out
+        per_school = rows.groupby("school")[mod].first()
+        mean, sd = float(per_school.mean()), float(per_school.std(ddof=1))
+        if not np.isfinite(sd) or sd == 0.0:
+            raise InputError(f"moderator '{mod}' does not vary across schools: it cannot be standardised")
+        scaled = (out[mod] - mean) / sd
+        out[mod] = np.where(out.pandemic == 1, scaled, 0.0) if mod in dose else scaled
+    return out

@@ -1,0 +1,164 @@
+"""``recovery()``: does learning recovery after the pandemic differ with school characteristics?"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from edueffects.core.equivalence import minimum_detectable_effect, tost
+from edueffects.core.errors import InputError
+from edueffects.core.inference import CoefficientTable, coefficient_table
+from edueffects.core.jet import Array
+from edueffects.core.nested import Evaluation, maximize
+from edueffects.core.robust import cr2
+from edueffects.recovery.data import RecoverySpec, aggregate, standardize_moderators
+from edueffects.recovery.model import ModelFrame, build, start_values
+from edueffects.recovery.result import RecoveryResult
+
+FitMethod = Literal["REML", "ML"]
+
+
+def satterthwaite_df(ev: Evaluation, at_boundary: Sequence[bool]) -> Array:
+    """Model-based Satterthwaite df per coefficient (as lmerTest): ``2 C_ii^2 / (g' I^-1 g)``.
+
+    ``g = dC_ii/dtheta`` comes from the exact jets; ``I`` is the observed information of the
+    (restricted) likelihood over the variance components that are not on the boundary.
+    """
+    free = np.flatnonzero(~np.asarray(at_boundary, dtype=bool))
+    info = -ev.hessian[np.ix_(free, free)]
+    cov_theta = np.linalg.inv(info)
+    grads = np.einsum("tii->ti", ev.cov_beta_grad)[free]  # (free, p)
+    variance = np.einsum("tp,tu,up->p", grads, cov_theta, grads)
+    return np.asarray(2.0 * np.diag(ev.cov_beta) ** 2 / variance, dtype=np.float64)
+
+
+def recovery(
+    data: pd.DataFrame | str | Path,
+    school: str,
+    cohort: str,
+    pandemic_cohorts: Sequence[str | int],
+    moderators: Sequence[str],
+    pre: str | None = None,
+    post: str | None = None,
+    student: str | None = None,
+    long: bool = False,
+    occasion: str | None = None,
+    score: str | None = None,
+    method: FitMethod = "REML",
+    standardize: bool = False,
+    sesoi: float = 0.05,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    level: float = 95.0,
+) -> RecoveryResult:
+    """Fit the gain model (``pre``/``post``) or the long model (``long=True``) of a DDD design.
+
+    ``data`` is a DataFrame or a CSV/Parquet file read through DuckDB. ``pandemic_cohorts`` lists
+    the cohorts affected by the pandemic; ``moderators`` are school-level columns (a column that is
+    zero for every pre-pandemic student is treated as a dose). ``sesoi`` is the smallest effect of
+    interest for the equivalence tests (in score units; SD units when scores are standardised).
+    """
+    if method not in ("REML", "ML"):
+        raise InputError(f"method '{method}' is not REML or ML")
+    if not moderators:
+        raise InputError("name at least one school-level moderator (--moderators)")
+    if sesoi <= 0:
+        raise InputError(f"sesoi must be positive (got {sesoi})")
+    spec = RecoverySpec(
+        school=school,
+        cohort=cohort,
+        pandemic_cohorts=tuple(str(c) for c in pandemic_cohorts),
+        moderators=tuple(moderators),
+        pre=pre,
+        post=post,
+        student=student,
+        occasion=occasion,
+        score=score,
+        long=long,
+    )
+    cells = aggregate(data, spec)
+    notes = list(cells.notes)
+    if standardize:
+        cells = type(cells)(
+            kind=cells.kind,
+            frame=standardize_moderators(cells.frame, moderators, cells.dose),
+            n_students=cells.n_students,
+            n_rows=cells.n_rows,
+            dose=cells.dose,
+            occasion_label=cells.occasion_label,
+            notes=cells.notes,
+        )
+        notes.append("moderators standardised across schools: effects are per SD of the school factor")
+    mf = build(cells, moderators, method)
+    ev, conv = maximize(mf.design, method, start_values(cells, mf))
+    warnings: list[str] = []
+    if not conv.converged:
+        warnings.append("the optimiser did not converge: treat the estimates with caution")
+    for name, at_zero in zip(mf.variance_names, conv.at_boundary, strict=True):
+        if at_zero:
+            warnings.append(f"the {name} variance is estimated at the boundary (0)")
+    se = np.sqrt(np.diag(ev.cov_beta))
+    df = satterthwaite_df(ev, conv.at_boundary)
+    coefs = coefficient_table(mf.names, ev.beta, se, df, level)
+    robust, n_clusters = _robust(mf, ev, level)
+    index = {name: i for i, name in enumerate(mf.names)}
+    equivalence = tuple(
+        tost(t, float(ev.beta[index[t]]), float(se[index[t]]), float(df[index[t]]), sesoi, alpha) for t in mf.ddd_terms
+    )
+    mdes = tuple(
+        minimum_detectable_effect(t, float(se[index[t]]), float(df[index[t]]), alpha, power) for t in mf.ddd_terms
+    )
+    n_var = mf.design.n_params
+    n_fixed = len(mf.names)
+    parms = n_fixed + n_var
+    loglik = ev.loglik
+    return RecoveryResult(
+        model=cells.kind,
+        method=method,
+        n_students=cells.n_students,
+        n_rows=cells.n_rows,
+        n_schools=int(cells.frame["school"].nunique()),
+        n_cells=int(cells.frame.groupby(["school", "cohort"]).ngroups),
+        pandemic_cohorts=spec.pandemic_cohorts,
+        moderators=tuple(moderators),
+        dose=cells.dose,
+        coefficients=coefs,
+        ddd_terms=mf.ddd_terms,
+        variance_names=mf.variance_names,
+        variance=ev.theta,
+        loglik=loglik,
+        aic=-2.0 * loglik + 2.0 * parms,
+        bic=-2.0 * loglik + parms * np.log(mf.design.n_obs),
+        robust=robust,
+        robust_clusters=n_clusters,
+        equivalence=equivalence,
+        mdes=mdes,
+        sesoi=sesoi,
+        convergence=conv,
+        notes=tuple(notes),
+        warnings=tuple(warnings),
+        cells=cells.frame,
+    )
+
+
+def _robust(mf: ModelFrame, ev: Evaluation, level: float) -> tuple[CoefficientTable, int]:
+    """CR2 by school on the orthonormalised blocks of identical rows (exact; see core.robust)."""
+    root = np.sqrt(mf.block_n)
+    x = mf.block_x * root[:, None]
+    resid = (mf.block_sum_y - mf.block_n * (mf.block_x @ ev.beta)) / root
+    n_levels = len(mf.block_levels)
+    rc = cr2(
+        x,
+        resid,
+        ev.cov_beta,
+        np.full(root.size, ev.theta[-1]),
+        mf.block_levels,
+        ev.theta[:n_levels],
+        mf.block_school.astype(np.intp),
+        level_loadings=mf.block_loadings,
+    )
+    return coefficient_table(mf.names, ev.beta, np.sqrt(np.diag(rc.vcov)), rc.df, level), rc.n_clusters
