@@ -91,3 +91,20 @@ def test_console_script_exit_code() -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == "edueffects: error: file 'nope.csv' does not exist"
     assert proc.stdout == ""
+
+
+def test_recovery_cli_json_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "state.parquet"
+    assert main(["simulate", "recovery", "--out", str(data), "--schools", "40", "--students-per-school", "10"]) == 0
+    assert "synthetic" in capsys.readouterr().out
+    args = ["recovery", str(data), "--school", "school", "--cohort", "cohort", "--pandemic-cohorts", "2018", "2019"]
+    assert main([*args, "--moderators", "ses", "nongerman", "--pre", "score5", "--post", "score8", "--json", "-"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("coefficients", "variance_components", "logLik", "robust", "equivalence", "mdes", "convergence"):
+        assert key in out
+    assert [c["name"] for c in out["coefficients"]][:2] == ["(Intercept)", "pandemic"]
+    assert set(out["variance_components"]) == {"school", "school:cohort", "residual"}
+    target = tmp_path / "out.json"
+    code = main([*args, "--moderators", "ses", "--pre", "score5", "--post", "missing", "--json", str(target)])
+    assert code == 2 and not target.exists()
+    assert "column 'missing' not found" in capsys.readouterr().err

@@ -1,9 +1,10 @@
 """edueffects: meta-analysis, second-order meta-analysis and learning-recovery models for education research."""
 
+from edueffects import simulate
 from edueffects.core.errors import InputError
 from edueffects.meta import MetaResult, RobustResult, meta
 from edueffects.recovery import RecoveryResult, recovery
 
 __version__ = "0.1.0"
 
-__all__ = ["InputError", "MetaResult", "RecoveryResult", "RobustResult", "__version__", "meta", "recovery"]
+__all__ = ["InputError", "MetaResult", "RecoveryResult", "RobustResult", "__version__", "meta", "recovery", "simulate"]

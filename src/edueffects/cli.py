@@ -19,6 +19,8 @@ from edueffects.io import read_table
 from edueffects.meta import meta
 from edueffects.meta.fit import EstimationMethod, TestMethod
 
+SYNTHETIC = "SYNTHETIC DATA (simulated state, seeded): not real students or schools."
+
 
 def _json_safe(value: object) -> object:
     if isinstance(value, float):
@@ -66,7 +68,36 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-variance-ci", action="store_true", help="skip confidence intervals of variance components")
     m.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
 
-    sub.add_parser("demo", help="the main job: a three-level meta-analysis of the embedded school-calendar data")
+    r = sub.add_parser("recovery", help="DDD model of learning recovery on a student table (CSV or Parquet)")
+    r.add_argument("file", help="student table: one row per student (or per student and occasion with --long)")
+    r.add_argument("--school", required=True)
+    r.add_argument("--cohort", required=True)
+    r.add_argument("--pandemic-cohorts", nargs="+", required=True, metavar="COHORT")
+    r.add_argument("--moderators", nargs="+", required=True, metavar="COL", help="school-level moderators")
+    r.add_argument("--pre", help="score before (e.g. grade 5), one row per student")
+    r.add_argument("--post", help="score after (e.g. grade 8), one row per student")
+    r.add_argument("--student", help="student id (long format: links a student's occasions)")
+    r.add_argument("--long", action="store_true", help="fit the long model (occasion x pandemic x moderators)")
+    r.add_argument("--occasion", help="with --long on a long table: the occasion column (two values)")
+    r.add_argument("--score", help="with --long on a long table: the score column")
+    r.add_argument("--method", default="REML", choices=["REML", "ML"])
+    r.add_argument("--sesoi", type=float, default=0.05, help="smallest effect size of interest for TOST (default 0.05)")
+    r.add_argument("--standardize", action="store_true", help="standardise moderators across schools")
+    r.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
+
+    sim = sub.add_parser("simulate", help="write a simulated (synthetic) data set")
+    sim_sub = sim.add_subparsers(dest="what", required=True)
+    sr = sim_sub.add_parser("recovery", help="a simulated state: grade 5 -> 8, three cohorts")
+    sr.add_argument("--out", required=True, help="output file (.csv or .parquet)")
+    sr.add_argument("--schools", type=int, default=1100)
+    sr.add_argument("--students-per-school", type=float, default=65.0)
+    sr.add_argument("--seed", type=int, default=1)
+    sr.add_argument("--ddd-ses", type=float, default=0.0)
+    sr.add_argument("--ddd-nongerman", type=float, default=0.0)
+    sr.add_argument("--ddd-lost-days", type=float, default=0.0)
+    sr.add_argument("--long", action="store_true", help="one row per student and occasion")
+
+    sub.add_parser("demo", help="the main job: the embedded example analyses")
     return parser
 
 
@@ -102,14 +133,88 @@ def _run_meta(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_recovery(args: argparse.Namespace) -> int:
+    from edueffects.recovery import recovery
+
+    result = recovery(
+        args.file,
+        school=args.school,
+        cohort=args.cohort,
+        pandemic_cohorts=args.pandemic_cohorts,
+        moderators=args.moderators,
+        pre=args.pre,
+        post=args.post,
+        student=args.student,
+        long=args.long,
+        occasion=args.occasion,
+        score=args.score,
+        method=args.method,
+        standardize=args.standardize,
+        sesoi=args.sesoi,
+    )
+    if args.json:
+        write_json(result.to_dict(), args.json)
+        if args.json == "-":
+            return 0
+    print(result.summary())
+    return 0
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from edueffects import simulate
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise InputError(f"--out: use a .csv or .parquet file name (got '{out.name}')")
+    if not out.parent.exists():
+        raise InputError(f"--out: folder '{out.parent}' does not exist")
+    data = simulate.recovery(
+        seed=args.seed,
+        n_schools=args.schools,
+        students_per_school=args.students_per_school,
+        ddd_ses=args.ddd_ses,
+        ddd_nongerman=args.ddd_nongerman,
+        ddd_lost_days=args.ddd_lost_days,
+    )
+    if args.long:
+        data = simulate.to_long(data)
+    tmp = out.with_name(f".{out.name}.partial")
+    if out.suffix.lower() == ".csv":
+        data.to_csv(tmp, index=False)
+    else:
+        data.to_parquet(tmp, index=False)
+    os.replace(tmp, out)
+    print(f"wrote {len(data):,} rows of synthetic data to {out}")
+    return 0
+
+
 def _run_demo() -> int:
+    from edueffects import simulate
+    from edueffects.recovery import recovery
+
     data = load("konstantopoulos2011")
     result = meta(data, yi="yi", vi="vi", cluster="district", within="school")
+    print("== 1. Three-level meta-analysis ==")
     print(DESCRIPTIONS["konstantopoulos2011"])
     print()
     print(result.summary())
     print()
     print(result.robust("district").summary())
+    print()
+    print("== 2. Learning recovery (difference-in-difference-in-difference) ==")
+    print(SYNTHETIC)
+    state = simulate.recovery(seed=2026)
+    rec = recovery(
+        state,
+        school="school",
+        cohort="cohort",
+        pandemic_cohorts=[2018, 2019],
+        moderators=["ses", "nongerman", "lost_days"],
+        pre="score5",
+        post="score8",
+        standardize=True,
+    )
+    print(rec.summary())
     return 0
 
 
@@ -120,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "meta":
             return _run_meta(args)
+        if args.command == "recovery":
+            return _run_recovery(args)
+        if args.command == "simulate":
+            return _run_simulate(args)
         return _run_demo()
     except InputError as exc:
         print(f"edueffects: error: {exc}", file=sys.stderr)

@@ -138,6 +138,7 @@ def recovery(
         equivalence=equivalence,
         mdes=mdes,
         sesoi=sesoi,
+        standardized=standardize,
         convergence=conv,
         notes=tuple(notes),
         warnings=tuple(warnings),

@@ -47,6 +47,7 @@ class RecoveryResult:
     equivalence: tuple[EquivalenceTest, ...]
     mdes: tuple[DetectableEffect, ...]
     sesoi: float
+    standardized: bool
     convergence: Convergence
     notes: tuple[str, ...]
     warnings: tuple[str, ...]
@@ -102,7 +103,11 @@ class RecoveryResult:
                 "n_clusters": self.robust_clusters,
                 "coefficients": records(self.robust),
             },
-            "equivalence": {"sesoi": self.sesoi, "tests": [e.to_dict() for e in self.equivalence]},
+            "equivalence": {
+                "sesoi": self.sesoi,
+                "moderators_standardized": self.standardized,
+                "tests": [e.to_dict() for e in self.equivalence],
+            },
             "mdes": [m.to_dict() for m in self.mdes],
             "convergence": self.convergence.to_dict(),
             "notes": list(self.notes),
@@ -133,7 +138,11 @@ class RecoveryResult:
             )
         lines.append("  (* DDD effect: does the pandemic change in the gain depend on this school factor?)")
         lines.append("")
-        lines.append(f"Equivalence (TOST, bounds +/-{self.sesoi:g}) and minimum detectable effect (80% power):")
+        unit = "per SD of the school factor" if self.standardized else "per unit of the school factor"
+        lines.append(
+            f"Equivalence (TOST, bounds +/-{self.sesoi:g} score units {unit}) "
+            "and minimum detectable effect (80% power):"
+        )
         for eq, md in zip(self.equivalence, self.mdes, strict=True):
             verdict = "equivalent to zero" if eq.equivalent else "not shown equivalent"
             lines.append(
