@@ -108,3 +108,29 @@ def test_recovery_cli_json_and_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     code = main([*args, "--moderators", "ses", "--pre", "score5", "--post", "missing", "--json", str(target)])
     assert code == 2 and not target.exists()
     assert "column 'missing' not found" in capsys.readouterr().err
+
+
+def test_recovery_plots_and_power(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "state.csv"
+    assert main(["simulate", "recovery", "--out", str(data), "--schools", "30", "--students-per-school", "8"]) == 0
+    plots = tmp_path / "plots"
+    args = ["recovery", str(data), "--school", "school", "--cohort", "cohort", "--pandemic-cohorts", "2018", "2019"]
+    assert (
+        main([*args, "--moderators", "ses", "lost_days", "--pre", "score5", "--post", "score8", "--plots", str(plots)])
+        == 0
+    )
+    names = sorted(p.name for p in plots.iterdir())
+    assert names == sorted(
+        f"{stem}.{ext}"
+        for stem in ("ddd_effects", "gain_by_ses_tercile", "gain_by_lost_days_tercile")
+        for ext in ("svg", "png")
+    )
+    assert (plots / "ddd_effects.svg").read_text().lstrip().startswith("<?xml")
+    capsys.readouterr()
+    code = main(["power", "recovery", "--effects", "0", "0.2", "--reps", "4", "--schools", "20",
+                 "--students-per-school", "6", "--workers", "1", "--json", "-"])  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = [r for r in out["power"] if r["term"] == "pandemic:ses"]
+    assert [r["effect"] for r in rows] == [0.0, 0.2]
+    assert all(0.0 <= r["power"] <= 1.0 for r in rows)

@@ -74,16 +74,32 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cohort", required=True)
     r.add_argument("--pandemic-cohorts", nargs="+", required=True, metavar="COHORT")
     r.add_argument("--moderators", nargs="+", required=True, metavar="COL", help="school-level moderators")
-    r.add_argument("--pre", help="score before (e.g. grade 5), one row per student")
-    r.add_argument("--post", help="score after (e.g. grade 8), one row per student")
+    r.add_argument("--pre", nargs="+", help="score before (e.g. grade 5); several columns = plausible values")
+    r.add_argument("--post", nargs="+", help="score after (e.g. grade 8); several columns = plausible values")
     r.add_argument("--student", help="student id (long format: links a student's occasions)")
     r.add_argument("--long", action="store_true", help="fit the long model (occasion x pandemic x moderators)")
     r.add_argument("--occasion", help="with --long on a long table: the occasion column (two values)")
-    r.add_argument("--score", help="with --long on a long table: the score column")
+    r.add_argument("--score", nargs="+", help="with --long on a long table: the score column(s)")
+    r.add_argument("--domain", help="column of domains (e.g. reading, maths): one model per domain")
     r.add_argument("--method", default="REML", choices=["REML", "ML"])
     r.add_argument("--sesoi", type=float, default=0.05, help="smallest effect size of interest for TOST (default 0.05)")
     r.add_argument("--standardize", action="store_true", help="standardise moderators across schools")
     r.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
+    r.add_argument("--plots", metavar="DIR", help="write figures (SVG and PNG) into DIR")
+
+    pw = sub.add_parser("power", help="simulation-based power analysis")
+    pw_sub = pw.add_subparsers(dest="what", required=True)
+    pr = pw_sub.add_parser("recovery", help="power of the DDD effects on simulated states")
+    pr.add_argument("--moderator", default="ses", choices=["ses", "nongerman", "lost_days"])
+    pr.add_argument("--effects", nargs="+", type=float, default=[0.0, 0.01, 0.02, 0.03], metavar="EFFECT")
+    pr.add_argument("--reps", type=int, default=100)
+    pr.add_argument("--schools", type=int, default=1100)
+    pr.add_argument("--students-per-school", type=float, default=65.0)
+    pr.add_argument("--alpha", type=float, default=0.05)
+    pr.add_argument("--seed", type=int, default=1)
+    pr.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
 
     sim = sub.add_parser("simulate", help="write a simulated (synthetic) data set")
     sim_sub = sim.add_subparsers(dest="what", required=True)
@@ -134,29 +150,65 @@ def _run_meta(args: argparse.Namespace) -> int:
 
 
 def _run_recovery(args: argparse.Namespace) -> int:
-    from edueffects.recovery import recovery
+    from edueffects.recovery import recovery, recovery_by_domain
 
-    result = recovery(
-        args.file,
-        school=args.school,
-        cohort=args.cohort,
-        pandemic_cohorts=args.pandemic_cohorts,
-        moderators=args.moderators,
-        pre=args.pre,
-        post=args.post,
-        student=args.student,
-        long=args.long,
-        occasion=args.occasion,
-        score=args.score,
-        method=args.method,
-        standardize=args.standardize,
-        sesoi=args.sesoi,
-    )
+    options: dict[str, object] = {
+        "school": args.school,
+        "cohort": args.cohort,
+        "pandemic_cohorts": args.pandemic_cohorts,
+        "moderators": args.moderators,
+        "pre": args.pre,
+        "post": args.post,
+        "student": args.student,
+        "long": args.long,
+        "occasion": args.occasion,
+        "score": args.score,
+        "method": args.method,
+        "standardize": args.standardize,
+        "sesoi": args.sesoi,
+    }
+    if args.domain:
+        results = recovery_by_domain(args.file, args.domain, **options)
+    else:
+        results = {"": recovery(args.file, **options)}  # type: ignore[arg-type]
+    if args.plots:
+        from edueffects.report.plots import recovery_figures
+
+        for name, res in results.items():
+            recovery_figures(res, Path(args.plots) / name if name else args.plots)
     if args.json:
-        write_json(result.to_dict(), args.json)
+        payload: dict[str, object] = (
+            results[""].to_dict() if "" in results else {"domains": {k: v.to_dict() for k, v in results.items()}}
+        )
+        write_json(payload, args.json)
         if args.json == "-":
             return 0
-    print(result.summary())
+    for name, res in results.items():
+        if name:
+            print(f"== domain: {name} ==")
+        print(res.summary())
+    return 0
+
+
+def _run_power(args: argparse.Namespace) -> int:
+    from edueffects.recovery.power import power_curve, terminal_progress
+
+    curve = power_curve(
+        args.moderator,
+        args.effects,
+        reps=args.reps,
+        alpha=args.alpha,
+        seed=args.seed,
+        workers=args.workers,
+        progress=terminal_progress(args.quiet),
+        n_schools=args.schools,
+        students_per_school=args.students_per_school,
+    )
+    if args.json:
+        write_json(curve.to_dict(), args.json)
+        if args.json == "-":
+            return 0
+    print(curve.summary())
     return 0
 
 
@@ -229,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_recovery(args)
         if args.command == "simulate":
             return _run_simulate(args)
+        if args.command == "power":
+            return _run_power(args)
         return _run_demo()
     except InputError as exc:
         print(f"edueffects: error: {exc}", file=sys.stderr)

@@ -100,3 +100,40 @@ def test_unlinked_long_model_runs_on_cross_sections() -> None:
     assert res.model == "long_unlinked"
     assert res.variance_names == ("school", "school:cohort", "school:cohort:occasion", "residual")
     assert "occasion:pandemic:ses" in res.ddd_terms and res.convergence.converged
+
+
+def test_plausible_values_pool_with_rubins_rules() -> None:
+    data = simulate.recovery(seed=21, n_schools=60, students_per_school=15)
+    rng = np.random.default_rng(0)
+    pv = data.assign(
+        pre_1=data.score5, pre_2=data.score5, post_1=data.score8, post_2=data.score8,
+        pre_3=data.score5 + rng.normal(0, 0.3, len(data)), post_3=data.score8 + rng.normal(0, 0.3, len(data)),
+    )  # fmt: skip
+    single = gain(data)
+    same = gain(pv, pre=["pre_1", "pre_2"], post=["post_1", "post_2"])
+    np.testing.assert_allclose(same.coefficients.estimate, single.coefficients.estimate, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(same.coefficients.se, single.coefficients.se, rtol=1e-10)
+    assert same.plausible_values == 2
+    mixed = gain(pv, pre=["pre_1", "pre_3"], post=["post_1", "post_3"])
+    fits = [gain(pv, pre=p, post=q) for p, q in (("pre_1", "post_1"), ("pre_3", "post_3"))]
+    est = np.array([f.coefficients.estimate for f in fits])
+    within = np.mean([f.coefficients.se**2 for f in fits], axis=0)
+    total = within + 1.5 * est.var(axis=0, ddof=1)
+    np.testing.assert_allclose(mixed.coefficients.estimate, est.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(mixed.coefficients.se, np.sqrt(total), rtol=1e-12)
+    assert any("Rubin" in n for n in mixed.notes)
+    with pytest.raises(Exception, match="plausible value"):
+        gain(pv, pre=["pre_1", "pre_2"], post=["post_1"])
+
+
+def test_domains_are_analysed_separately() -> None:
+    from edueffects.recovery import recovery_by_domain
+
+    data = simulate.recovery(seed=31, n_schools=40, students_per_school=12, domains=("reading", "maths"))
+    results = recovery_by_domain(
+        data, "domain", school="school", cohort="cohort", pandemic_cohorts=[2018, 2019], moderators=MODS,
+        pre="score5", post="score8",
+    )  # fmt: skip
+    assert sorted(results) == ["maths", "reading"]
+    direct = gain(data[data.domain == "maths"])
+    np.testing.assert_allclose(results["maths"].coefficients.estimate, direct.coefficients.estimate, rtol=1e-9)

@@ -39,6 +39,7 @@ class RecoverySpec:
     occasion: str | None = None
     score: str | None = None
     long: bool = False
+    domain: tuple[str, str] | None = None
 
     @property
     def kind(self) -> ModelKind:
@@ -70,12 +71,42 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def connect(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the student table as view ``src``."""
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def connect(data: pd.DataFrame | str | Path, domain: tuple[str, str] | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the student table as view ``src`` (one domain's rows if given)."""
+    con = _connect_all(data)
+    if domain is not None:
+        column, value = domain
+        types = {str(r[0]) for r in con.execute("DESCRIBE src_all").fetchall()}
+        if column not in types:
+            raise InputError(f"domain column '{column}' not found")
+        con.execute(
+            f"CREATE VIEW src AS SELECT * FROM src_all WHERE CAST({_quote(column)} AS VARCHAR) = {_literal(value)}"
+        )
+    else:
+        con.execute("CREATE VIEW src AS SELECT * FROM src_all")
+    return con
+
+
+def domains(data: pd.DataFrame | str | Path, column: str) -> list[str]:
+    """The distinct values of a domain column (e.g. reading, maths), sorted."""
+    con = _connect_all(data)
+    types = {str(r[0]) for r in con.execute("DESCRIBE src_all").fetchall()}
+    if column not in types:
+        raise InputError(f"domain column '{column}' not found")
+    rows = con.execute(f"SELECT DISTINCT CAST({_quote(column)} AS VARCHAR) AS d FROM src_all ORDER BY d").fetchall()
+    con.close()
+    return [str(r[0]) for r in rows if r[0] is not None]
+
+
+def _connect_all(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     if isinstance(data, pd.DataFrame):
         con.register("src_frame", data)
-        con.execute("CREATE VIEW src AS SELECT * FROM src_frame")
+        con.execute("CREATE VIEW src_all AS SELECT * FROM src_frame")
         return con
     path = Path(data)
     if not path.exists():
@@ -84,12 +115,12 @@ def connect(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".tsv", ".txt"):
-            con.execute(f"CREATE VIEW src AS SELECT * FROM read_csv_auto({literal}, header = true)")
+            con.execute(f"CREATE VIEW src_all AS SELECT * FROM read_csv_auto({literal}, header = true)")
         elif suffix == ".parquet":
-            con.execute(f"CREATE VIEW src AS SELECT * FROM read_parquet({literal})")
+            con.execute(f"CREATE VIEW src_all AS SELECT * FROM read_parquet({literal})")
         else:
             raise InputError(f"file '{path}': unsupported format '{suffix}' (use .csv or .parquet)")
-        con.execute("SELECT * FROM src LIMIT 1").fetchall()
+        con.execute("SELECT * FROM src_all LIMIT 1").fetchall()
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise InputError(f"file '{path}' could not be read: {first}") from exc
@@ -193,7 +224,7 @@ def _check_moderators(frame: pd.DataFrame, spec: RecoverySpec) -> tuple[str, ...
 
 def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
     """Validate the student table and aggregate it into the cells of the requested model."""
-    con = connect(data)
+    con = connect(data, spec.domain)
     _check_columns(con, spec)
     key_cols = [spec.school, spec.cohort, *spec.moderators]
     if spec.long and spec.occasion:

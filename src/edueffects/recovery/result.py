@@ -52,6 +52,7 @@ class RecoveryResult:
     notes: tuple[str, ...]
     warnings: tuple[str, ...]
     cells: pd.DataFrame = field(repr=False)
+    plausible_values: int = 1
 
     def tidy(self) -> pd.DataFrame:
         """Coefficients (model-based, Satterthwaite df) with CR2 columns beside them."""
@@ -87,6 +88,7 @@ class RecoveryResult:
             "n_rows": self.n_rows,
             "n_schools": self.n_schools,
             "n_cells": self.n_cells,
+            "plausible_values": self.plausible_values,
             "pandemic_cohorts": list(self.pandemic_cohorts),
             "moderators": list(self.moderators),
             "dose_moderators": list(self.dose),

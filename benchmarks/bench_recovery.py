@@ -1,0 +1,119 @@
+"""Benchmark of recovery() against lme4 on the same simulated state (215,000 students).
+
+In-process: data in memory -> result with model-based and CR2 inference (median of runs), against
+``lmer`` alone measured by R's ``system.time`` in the same run (``benchmarks/lmer_timing.R``).
+Whole process: ``edueffects recovery FILE --json OUT`` against ``Rscript`` (start, read.csv, lmer).
+Large: 10 million students from a Parquet file, whole process, peak memory from the OS.
+Targets: in-process >= 30x faster than lmer; whole process >= 5x; 10M < 60 s and < 2 GB.
+
+Run: python benchmarks/bench_recovery.py [--skip-r] [--skip-large] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import edueffects as ee
+
+HERE = Path(__file__).resolve().parent
+MODS = ["ses", "nongerman"]
+
+
+def fit(data: object, model: str) -> None:
+    kwargs: dict[str, object] = {"pre": "score5", "post": "score8", "long": model == "long"}
+    ee.recovery(data, school="school", cohort="cohort", pandemic_cohorts=[2018, 2019], moderators=MODS, **kwargs)  # type: ignore[arg-type]
+
+
+def median_in_process(data: object, model: str, runs: int) -> float:
+    fit(data, model)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fit(data, model)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+WRAPPER = (
+    "import resource, subprocess, sys, time; t = time.perf_counter(); "
+    "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+    "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
+)
+
+
+def median_process(cmd: list[str], runs: int) -> tuple[float, float]:
+    """Median wall seconds and peak RSS (MiB) of a whole process, each run in a fresh wrapper."""
+    times, peaks = [], []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], check=True, capture_output=True, text=True)
+        seconds, peak = out.stdout.split()
+        times.append(float(seconds))
+        peaks.append(float(peak))
+    return statistics.median(times), max(peaks)
+
+
+def command(cli: str, path: Path) -> list[str]:
+    cohorts = ["--school", "school", "--cohort", "cohort", "--pandemic-cohorts", "2018", "2019"]
+    return [cli, "recovery", str(path), *cohorts, "--moderators", *MODS]
+
+
+def row(label: str, ours: float, theirs: float) -> None:
+    print(f"{label:<52} {ours:>11.3f} {theirs:>9.2f} {theirs / ours:>6.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--skip-r", action="store_true")
+    parser.add_argument("--skip-large", action="store_true")
+    args = parser.parse_args()
+    rscript = None if args.skip_r else shutil.which("Rscript")
+    cli = shutil.which("edueffects") or sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        state = ee.simulate.recovery(seed=7, students_per_school=65.0)
+        csv = Path(tmp) / "state.csv"
+        state.to_csv(csv, index=False)
+        print(f"simulated state: {len(state):,} students, {state.school.nunique():,} schools (synthetic)")
+        print(f"{'figure':<52} {'edueffects':>11} {'lme4':>9} {'ratio':>7}")
+        for model in ("gain", "long"):
+            ours = median_in_process(state, model, args.runs)
+            theirs = float("nan")
+            if rscript:
+                out = subprocess.run(
+                    [rscript, str(HERE / "lmer_timing.R"), str(csv), model, "3"],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                theirs = float(out.stdout.split()[-1])
+            row(f"in-process fit + CR2, {model} model (median s)", ours, theirs)
+        for model in ("gain", "long"):
+            flags = ["--pre", "score5", "--post", "score8"] + (["--long"] if model == "long" else [])
+            cmd = [*command(cli, csv), *flags, "--json", str(Path(tmp) / "out.json")]
+            ours_p, _ = median_process(cmd, 3)
+            theirs_p = float("nan")
+            if rscript:
+                theirs_p, _ = median_process([rscript, str(HERE / "lmer_timing.R"), str(csv), model, "once"], 3)
+            row(f"whole process (read CSV, fit, write), {model} (median s)", ours_p, theirs_p)
+        if not args.skip_large:
+            big = Path(tmp) / "state10m.parquet"
+            large = ee.simulate.recovery(seed=8, n_schools=51_300, students_per_school=65.0)
+            large.to_parquet(big, index=False)
+            n = len(large)
+            del large
+            cmd = [*command(cli, big), "--pre", "score5", "--post", "score8", "--json", str(Path(tmp) / "big.json")]
+            seconds, peak = median_process(cmd, 1)
+            print(
+                f"{f'{n / 1e6:.1f} M students from Parquet, gain model: s, peak MiB':<52} {seconds:>11.2f} {peak:>9.0f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

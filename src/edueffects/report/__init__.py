@@ -1,0 +1,1 @@
+"""Reporting: plots (and, later, the HTML report). Reads results; never fits."""
