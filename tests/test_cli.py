@@ -134,3 +134,13 @@ def test_recovery_plots_and_power(tmp_path: Path, capsys: pytest.CaptureFixture[
     rows = [r for r in out["power"] if r["term"] == "pandemic:ses"]
     assert [r["effect"] for r in rows] == [0.0, 0.2]
     assert all(0.0 <= r["power"] <= 1.0 for r in rows)
+
+
+def test_cli_choices_match_the_api() -> None:
+    from typing import get_args
+
+    from edueffects.cli import ESTIMATION_METHODS, TEST_METHODS
+    from edueffects.meta.fit import EstimationMethod, TestMethod
+
+    assert get_args(EstimationMethod) == ESTIMATION_METHODS
+    assert get_args(TestMethod) == TEST_METHODS

@@ -10,14 +10,12 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import get_args
 
 from edueffects import __version__
 from edueffects.core.errors import InputError
-from edueffects.data import DESCRIPTIONS, load
-from edueffects.io import read_table
-from edueffects.meta import meta
-from edueffects.meta.fit import EstimationMethod, TestMethod
+
+ESTIMATION_METHODS = ("EE", "FE", "DL", "REML", "ML", "PM", "HS", "SJ", "EB", "HE")
+TEST_METHODS = ("z", "t", "knha")
 
 SYNTHETIC = "SYNTHETIC DATA (simulated state, seeded): not real students or schools."
 
@@ -58,10 +56,10 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument("--vi", required=True, help="column of sampling variances")
     m.add_argument("--cluster", help="column of clusters (e.g. study or meta-analysis id): multilevel model")
     m.add_argument("--within", help="column identifying effects within clusters (three-level model)")
-    m.add_argument("--method", default="REML", choices=get_args(EstimationMethod))
+    m.add_argument("--method", default="REML", choices=ESTIMATION_METHODS)
     m.add_argument("--mods", nargs="+", default=[], metavar="COL", help="moderator columns")
     m.add_argument("--categorical", nargs="+", default=[], metavar="COL", help="moderators to treat as categorical")
-    m.add_argument("--test", default="z", choices=get_args(TestMethod))
+    m.add_argument("--test", default="z", choices=TEST_METHODS)
     m.add_argument("--level", type=float, default=95.0, help="confidence level in percent (default 95)")
     m.add_argument("--robust", metavar="COL", help="add CR2 cluster-robust inference clustered by COL")
     m.add_argument("--drop-missing", action="store_true", help="drop rows with missing values (and report how many)")
@@ -118,6 +116,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _run_meta(args: argparse.Namespace) -> int:
+    from edueffects.io import read_table
+    from edueffects.meta import meta
+
     data = read_table(args.file)
     result = meta(
         data,
@@ -242,6 +243,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
 def _run_demo() -> int:
     from edueffects import simulate
+    from edueffects.data import DESCRIPTIONS, load
+    from edueffects.meta import meta
     from edueffects.recovery import recovery
 
     data = load("konstantopoulos2011")

@@ -11,15 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+from edueffects.core.distributions import t_ppf, t_sf
 
 
 def _t_sf(x: float, df: float) -> float:
-    return float(stats.norm.sf(x) if not np.isfinite(df) else stats.t.sf(x, df))
+    return float(t_sf(x, df))
 
 
 def _t_ppf(q: float, df: float) -> float:
-    return float(stats.norm.ppf(q) if not np.isfinite(df) else stats.t.ppf(q, df))
+    return float(t_ppf(q, df))
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from edueffects.core.distributions import t_ppf, t_sf
 from edueffects.core.jet import Array
 
 
@@ -63,9 +63,7 @@ class CoefficientTable:
 def critical_value(df: float | Array, level: float) -> Array:
     """Two-sided critical value of the normal (``df = inf``) or t distribution."""
     upper = 1.0 - (1.0 - level / 100.0) / 2.0
-    dfa = np.asarray(df, dtype=np.float64)
-    t_quantile = stats.t.ppf(upper, np.where(np.isfinite(dfa), dfa, 1.0))
-    return np.asarray(np.where(np.isfinite(dfa), t_quantile, stats.norm.ppf(upper)), dtype=np.float64)
+    return t_ppf(upper, df)
 
 
 def coefficient_table(
@@ -74,12 +72,7 @@ def coefficient_table(
     """Wald tests ``estimate / se`` against N(0,1) (``df = inf``) or t(df), with two-sided CIs."""
     dfa = np.broadcast_to(np.asarray(df, dtype=np.float64), estimate.shape).copy()
     stat = estimate / se
-    finite = np.isfinite(dfa)
-    pval = np.where(
-        finite,
-        2.0 * stats.t.sf(np.abs(stat), np.where(finite, dfa, 1.0)),
-        2.0 * stats.norm.sf(np.abs(stat)),
-    )
+    pval = 2.0 * t_sf(np.abs(stat), dfa)
     crit = critical_value(dfa, level)
     return CoefficientTable(
         names=names,

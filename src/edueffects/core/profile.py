@@ -6,8 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize
 
+from edueffects.core.distributions import chi2_ppf
 from edueffects.core.jet import Array
 from edueffects.core.nested import Method, NestedDesign, maximize
 
@@ -49,7 +50,7 @@ def profile_interval(
     design: NestedDesign, method: Method, theta_hat: Array, loglik_hat: float, index: int, level: float = 95.0
 ) -> tuple[float, float]:
     """Profile-likelihood CI of ``theta[index]``: where ``2 (l_hat - l_profile) = chi2_1(level)``."""
-    crit = 0.5 * float(stats.chi2.ppf(level / 100.0, 1))
+    crit = 0.5 * chi2_ppf(level / 100.0, 1)
     fixed = [i == index for i in range(theta_hat.size)]
 
     def excess(value: float) -> float:
@@ -69,8 +70,8 @@ def q_profile_interval(
 ) -> tuple[float, float]:
     """Q-profile CI of tau^2 (Viechtbauer 2007): ``Q(tau2)`` equals the chi2_df quantiles."""
     alpha = 1.0 - level / 100.0
-    q_for_lower = float(stats.chi2.ppf(1.0 - alpha / 2.0, df))
-    q_for_upper = float(stats.chi2.ppf(alpha / 2.0, df))
+    q_for_lower = chi2_ppf(1.0 - alpha / 2.0, df)
+    q_for_upper = chi2_ppf(alpha / 2.0, df)
     q0 = generalized_q(0.0)
 
     def bound(target: float) -> float:

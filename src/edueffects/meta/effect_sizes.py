@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
 
+from edueffects.core.distributions import norm_ppf
 from edueffects.core.errors import InputError
 from edueffects.core.jet import Array
 
@@ -47,7 +47,7 @@ def se_from_ci(lower: ArrayLike, upper: ArrayLike, level: float = 95.0) -> Array
     lo, hi = _array("lower", lower), _array("upper", upper)
     if np.any(hi <= lo):
         raise InputError("each CI upper bound must exceed its lower bound")
-    z = stats.norm.ppf(1.0 - (1.0 - level / 100.0) / 2.0)
+    z = float(norm_ppf(1.0 - (1.0 - level / 100.0) / 2.0))
     return np.asarray((hi - lo) / (2.0 * z))
 
 

@@ -7,8 +7,8 @@ from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from edueffects.core.distributions import chi2_sf, f_sf
 from edueffects.core.errors import InputError
 from edueffects.core.inference import coefficient_table, critical_value
 from edueffects.core.linalg import weighted_ls
@@ -120,10 +120,10 @@ def meta(
         qm_value = float(b @ np.linalg.solve(cov[1:, 1:], b))
         m = p - 1
         if test == "z":
-            qm, qmp, qm_df = qm_value, float(stats.chi2.sf(qm_value, m)), (m, None)
+            qm, qmp, qm_df = qm_value, chi2_sf(qm_value, m), (m, None)
         else:
             qm = qm_value / m
-            qmp, qm_df = float(stats.f.sf(qm, m, qe_df)), (m, qe_df)
+            qmp, qm_df = f_sf(qm, m, qe_df), (m, qe_df)
 
     fit_ev: Evaluation = ev if ll_method == method else evaluate(design, theta, "ML")
     n_var = theta.size
@@ -189,7 +189,7 @@ def meta(
         variance_names=variance_names,
         variance=theta,
         QE=fe.rss,
-        QEp=float(stats.chi2.sf(fe.rss, qe_df)),
+        QEp=chi2_sf(fe.rss, qe_df),
         QE_df=qe_df,
         QM=qm,
         QMp=qmp,

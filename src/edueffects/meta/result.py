@@ -312,7 +312,10 @@ class MetaResult:
         lines.append(f"logLik = {_fmt(self.loglik)}, AIC = {_fmt(self.aic)}, BIC = {_fmt(self.bic)}")
         conv = self.convergence
         state = "converged" if conv.converged else "did NOT converge"
-        lines.append(f"Optimiser {state} in {conv.iterations} iterations (max |gradient| = {conv.gradient_norm:.1e})")
+        lines.append(
+            f"Optimiser {state} in {conv.iterations} iterations "
+            f"(max |gradient| = {conv.gradient_norm:.1e}, logLik still to gain = {conv.decrement:.1e})"
+        )
         for w in self.warnings:
             lines.append(f"Warning: {w}")
         return "\n".join(lines)

@@ -156,7 +156,7 @@ class RecoveryResult:
         lines.append(
             f"logLik = {_f(self.loglik, 3)}, AIC = {_f(self.aic, 3)}, BIC = {_f(self.bic, 3)}; optimiser "
             f"{'converged' if conv.converged else 'did NOT converge'} in {conv.iterations} iterations "
-            f"(max |gradient| = {conv.gradient_norm:.1e})"
+            f"(max |gradient| = {conv.gradient_norm:.1e}, logLik still to gain = {conv.decrement:.1e})"
         )
         for note in self.notes:
             lines.append(f"Note: {note}")
