@@ -483,7 +483,7 @@ def maximize(
                 break
             alpha *= 0.5
         if not accepted:
-            converged = decrement < 1e3 * resolution
+            converged = bool(decrement < 1e3 * resolution)
             break
         moved = float(np.max(np.abs(trial - theta) / (1.0 + np.abs(theta))))
         theta, ev = trial, trial_ev
