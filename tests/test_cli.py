@@ -144,3 +144,29 @@ def test_cli_choices_match_the_api() -> None:
 
     assert get_args(EstimationMethod) == ESTIMATION_METHODS
     assert get_args(TestMethod) == TEST_METHODS
+
+
+def test_soma_example_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plots = tmp_path / "plots"
+    assert main(["soma", "--example", "--plots", str(plots), "--json", "-"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["synthetic"] is True
+    for key in (
+        "overall",
+        "clusters",
+        "cluster_test",
+        "moderators",
+        "joint",
+        "egger",
+        "schmidt_oh",
+        "overlap",
+        "amstar",
+    ):
+        assert out[key] is not None, key
+    assert sorted(p.stem for p in plots.glob("*.svg")) == ["forest", "funnel", "orchard", "profiles"]
+    effects = tmp_path / "tsr.csv"
+    assert main(["simulate", "soma", "--out", str(effects)]) == 0
+    capsys.readouterr()
+    code = main(["soma", str(effects), "--studies", str(tmp_path / "tsr_studies.csv"), "--clusters", "motivation"])
+    assert code == 2
+    assert "unknown outcome cluster" in capsys.readouterr().err

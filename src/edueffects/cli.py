@@ -10,9 +10,13 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edueffects import __version__
 from edueffects.core.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ESTIMATION_METHODS = ("EE", "FE", "DL", "REML", "ML", "PM", "HS", "SJ", "EB", "HE")
 TEST_METHODS = ("z", "t", "knha")
@@ -99,6 +103,17 @@ def _build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
 
+    so = sub.add_parser("soma", help="second-order meta-analysis of meta-analytic effect sizes")
+    so.add_argument("file", nargs="?", help="effect-size table (CSV): one row per meta-analytic effect size")
+    so.add_argument("--studies", help="table of meta_analysis x study (primary studies included): overlap")
+    so.add_argument("--amstar", help="table of AMSTAR 2 ratings (meta_analysis, item1 ... item16)")
+    so.add_argument("--measure", default="r", choices=["r", "z", "d"], help="scale of the 'effect' column")
+    so.add_argument("--moderators", nargs="+", default=["school_level", "valence", "year", "informant"], metavar="COL")
+    so.add_argument("--clusters", nargs="+", metavar="LABEL", help="the allowed outcome-cluster labels")
+    so.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
+    so.add_argument("--plots", metavar="DIR", help="write forest, orchard, funnel and profile plots (SVG, PNG)")
+    so.add_argument("--example", action="store_true", help="use the embedded SYNTHETIC example instead of FILE")
+
     sim = sub.add_parser("simulate", help="write a simulated (synthetic) data set")
     sim_sub = sim.add_subparsers(dest="what", required=True)
     sr = sim_sub.add_parser("recovery", help="a simulated state: grade 5 -> 8, three cohorts")
@@ -110,6 +125,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--ddd-nongerman", type=float, default=0.0)
     sr.add_argument("--ddd-lost-days", type=float, default=0.0)
     sr.add_argument("--long", action="store_true", help="one row per student and occasion")
+    ss = sim_sub.add_parser("soma", help="a simulated SOMA shaped like the TSR review (three CSV files)")
+    ss.add_argument("--out", required=True, help="effects CSV; the studies and AMSTAR tables go beside it")
+    ss.add_argument("--seed", type=int, default=2025)
 
     sub.add_parser("demo", help="the main job: the embedded example analyses")
     return parser
@@ -213,8 +231,57 @@ def _run_power(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_soma(args: argparse.Namespace) -> int:
+    from edueffects import simulate
+    from edueffects.io import read_table
+    from edueffects.soma import soma
+
+    studies: pd.DataFrame | None
+    amstar: pd.DataFrame | None
+    if args.example:
+        example = simulate.soma()
+        effects, studies, amstar = example.effects, example.studies, example.amstar
+    else:
+        if not args.file:
+            raise InputError("give an effect-size FILE, or --example")
+        effects = read_table(args.file)
+        studies = read_table(args.studies) if args.studies else None
+        amstar = read_table(args.amstar) if args.amstar else None
+    result = soma(
+        effects,
+        measure=args.measure,
+        moderators=args.moderators,
+        studies=studies,
+        amstar=amstar,
+        outcome_clusters=args.clusters,
+        synthetic=bool(args.example),
+    )
+    if args.plots:
+        from edueffects.report.plots import soma_figures
+
+        soma_figures(result, args.plots)
+    if args.json:
+        write_json(result.to_dict(), args.json)
+        if args.json == "-":
+            return 0
+    print(result.summary())
+    return 0
+
+
 def _run_simulate(args: argparse.Namespace) -> int:
     from edueffects import simulate
+
+    if args.what == "soma":
+        out = Path(args.out)
+        if out.suffix.lower() != ".csv" or not out.parent.exists():
+            raise InputError(f"--out: give a .csv file in an existing folder (got '{out}')")
+        example = simulate.soma(seed=args.seed)
+        tables = {out: example.effects, out.with_name(out.stem + "_studies.csv"): example.studies,
+                  out.with_name(out.stem + "_amstar.csv"): example.amstar}  # fmt: skip
+        for path, table in tables.items():
+            table.to_csv(path, index=False)
+        print(f"wrote SYNTHETIC SOMA tables: {', '.join(str(p) for p in tables)}")
+        return 0
 
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
@@ -286,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_simulate(args)
         if args.command == "power":
             return _run_power(args)
+        if args.command == "soma":
+            return _run_soma(args)
         return _run_demo()
     except InputError as exc:
         print(f"edueffects: error: {exc}", file=sys.stderr)

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize
 
 from edueffects.core.distributions import chi2_ppf
 from edueffects.core.jet import Array
@@ -34,7 +33,7 @@ class VarianceInterval:
 
 
 def _root(func: Callable[[float], float], lo: float, hi: float) -> float:
-    return float(optimize.brentq(func, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500))
+    return float(_brentq()(func, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500))
 
 
 def _upper_bracket(func: Callable[[float], float], start: float) -> float:
@@ -84,3 +83,21 @@ def q_profile_interval(
         return _root(gap, 0.0, _upper_bracket(gap, 2.0 * max(start, 1e-4)))
 
     return bound(q_for_lower), bound(q_for_upper)
+
+
+def profile_curve(design: NestedDesign, method: Method, theta_hat: Array, index: int, grid: Array) -> Array:
+    """Profile (restricted) log-likelihood of ``theta[index]`` at each grid value (others re-maximised)."""
+    fixed = [i == index for i in range(theta_hat.size)]
+    out = np.empty(grid.size)
+    for j, value in enumerate(grid):  # a handful of points for a plot, each a full refit
+        start = theta_hat.copy()
+        start[index] = value
+        out[j] = maximize(design, method, start, fixed=fixed)[0].loglik
+    return out
+
+
+def _brentq() -> Callable[..., float]:
+    """scipy's Brent root finder, imported on first use (keeps start-up fast)."""
+    from scipy.optimize import brentq
+
+    return brentq  # type: ignore[no-any-return]

@@ -12,10 +12,10 @@ With ``W = diag(1/v)``, ``P = W - WX(X'WX)^-1X'W``, ``Q_E = y'Py`` and ``k`` row
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-from scipy import optimize
 
 from edueffects.core.jet import Array
 from edueffects.core.linalg import weighted_ls
@@ -44,7 +44,7 @@ def paule_mandel(x: Array, y: Array, v: Array) -> float:
     while generalized_q(x, y, v, hi) > target:
         hi *= 2.0
     return float(
-        optimize.brentq(lambda t: generalized_q(x, y, v, t) - target, 0.0, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps)
+        _brentq()(lambda t: generalized_q(x, y, v, t) - target, 0.0, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps)
     )
 
 
@@ -62,3 +62,10 @@ def moment_tau2(method: MomentMethod, x: Array, y: Array, v: Array) -> float:
     if method == "DL":
         return float(max(0.0, (fixed.rss - (k - p)) / fixed.trace_p))
     return float(max(0.0, (fixed.rss - k) / float(np.sum(1.0 / v))))
+
+
+def _brentq() -> Callable[..., float]:
+    """scipy's Brent root finder, imported on first use (keeps start-up fast)."""
+    from scipy.optimize import brentq
+
+    return brentq  # type: ignore[no-any-return]

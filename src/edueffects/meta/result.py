@@ -12,8 +12,8 @@ from numpy.typing import NDArray
 from edueffects.core.errors import InputError
 from edueffects.core.inference import CoefficientTable, coefficient_table
 from edueffects.core.jet import Array
-from edueffects.core.nested import Convergence
-from edueffects.core.profile import VarianceInterval
+from edueffects.core.nested import Convergence, design_from_rows
+from edueffects.core.profile import VarianceInterval, profile_curve
 from edueffects.core.robust import cr2
 from edueffects.meta.design import sorted_codes
 
@@ -218,6 +218,20 @@ class MetaResult:
             self.level if level is None else level,
         )
         return RobustResult(coefficients=table, vcov=rc.vcov, cluster=label, n_clusters=rc.n_clusters)
+
+    def profile(self, component: int, points: int = 31) -> pd.DataFrame:
+        """Profile log-likelihood of one variance component (multilevel models) over a grid from 0
+        to beyond its profile CI: columns ``sigma2``, ``loglik``, ``deviance`` (2 x drop from the maximum)."""
+        if self.model != "multilevel":
+            raise InputError("profile curves are computed for multilevel models")
+        fit = self.fitted
+        design = design_from_rows(fit.x, fit.y, fit.v, list(fit.level_codes), residual=False)
+        estimate = float(self.variance[component])
+        upper = next((vc.ci_ub for vc in self.variance_ci if vc.component == self.variance_names[component]), None)
+        top = 1.5 * (upper if upper is not None and np.isfinite(upper) else 3.0 * max(estimate, 1e-4))
+        grid = np.linspace(0.0, max(top, 1e-6), points)
+        loglik = profile_curve(design, self.method, np.asarray(self.variance), component, grid)  # type: ignore[arg-type]
+        return pd.DataFrame({"sigma2": grid, "loglik": loglik, "deviance": 2.0 * (self.loglik - loglik)})
 
     def back_transform(self, transform: Transform = "z_to_r") -> Prediction:
         """Pooled estimate, CI and prediction interval back-transformed (e.g. Fisher z to r)."""

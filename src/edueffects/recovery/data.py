@@ -11,13 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from edueffects.core.errors import InputError
+
+if TYPE_CHECKING:
+    import duckdb
 from edueffects.core.jet import Array
 
 ModelKind = Literal["gain", "long_linked", "long_unlinked"]
@@ -103,6 +105,8 @@ def domains(data: pd.DataFrame | str | Path, column: str) -> list[str]:
 
 
 def _connect_all(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
+    import duckdb
+
     con = duckdb.connect()
     if isinstance(data, pd.DataFrame):
         con.register("src_frame", data)

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from edueffects.core.errors import InputError
 from edueffects.recovery.result import RecoveryResult
+from edueffects.soma.result import SomaResult
 
 
 def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
@@ -99,4 +100,119 @@ def recovery_figures(result: RecoveryResult, folder: str | Path) -> list[Path]:
     paths = save(ddd_effects(result), folder, "ddd_effects")
     for mod in result.moderators:
         paths += save(gain_by_tercile(result, mod), folder, f"gain_by_{mod}_tercile")
+    return paths
+
+
+# ---- second-order meta-analysis -------------------------------------------------------------------
+
+
+def forest(result: SomaResult) -> Figure:
+    """Effect sizes (r, 95% CI) grouped by outcome cluster, with each cluster's pooled estimate."""
+    cols = result.columns
+    effects = result.effects.sort_values([cols.cluster, "r"])
+    pooled = {c.cluster: c for c in result.clusters}
+    n_rows = len(effects) + 2 * len(pooled)
+    fig = Figure(figsize=(7.5, 0.16 * n_rows + 1.5))
+    ax = fig.add_subplot()
+    y = n_rows
+    labels, ticks = [], []
+    for cluster, group in effects.groupby(cols.cluster, sort=True):
+        for _, row in group.iterrows():
+            y -= 1
+            lo, hi = np.tanh(row.z - 1.96 * row.sez), np.tanh(row.z + 1.96 * row.sez)
+            ax.plot([lo, hi], [y, y], color="0.45", lw=0.8)
+            ax.plot([row.r], [y], "s", color="0.2", ms=2.5)
+        y -= 1
+        c = pooled[str(cluster)]
+        ax.fill(
+            [np.tanh(c.ci_lb), np.tanh(c.z), np.tanh(c.ci_ub), np.tanh(c.z)],
+            [y, y + 0.4, y, y - 0.4],
+            color="#0b5394",
+        )
+        labels.append(f"{cluster} (k = {c.k})")
+        ticks.append(y)
+        y -= 1
+    overall = result.overall_r()
+    ax.axvline(float(overall["r"] or 0.0), color="#cc0000", lw=0.8, ls="--", label="overall pooled r")
+    ax.axvline(0.0, color="0.6", lw=0.6)
+    ax.set_yticks(ticks, labels, fontsize=7)
+    ax.set_xlabel("correlation r (95% CI); diamonds: pooled per cluster (three-level)")
+    ax.set_title("Forest plot by outcome cluster")
+    ax.legend(frameon=False, fontsize=7, loc="lower right")
+    return fig
+
+
+def orchard(result: SomaResult) -> Figure:
+    """Per cluster: effects sized by precision, pooled estimate with 95% CI (thick) and PI (thin)."""
+    cols = result.columns
+    rng = np.random.default_rng(0)
+    fig = Figure(figsize=(7.0, 0.5 * len(result.clusters) + 1.5))
+    ax = fig.add_subplot()
+    for i, c in enumerate(sorted(result.clusters, key=lambda c: c.cluster, reverse=True)):
+        group = result.effects[result.effects[cols.cluster] == c.cluster]
+        jitter = rng.uniform(-0.25, 0.25, len(group))
+        sizes = 6.0 + 60.0 * (1.0 / group.sez) / float((1.0 / result.effects.sez).max())
+        ax.scatter(group.r, i + jitter, s=sizes, alpha=0.35, color="#3d85c6", edgecolors="none")
+        if c.pi_lb is not None and c.pi_ub is not None:
+            ax.plot([np.tanh(c.pi_lb), np.tanh(c.pi_ub)], [i, i], color="black", lw=1.0)
+        ax.plot([np.tanh(c.ci_lb), np.tanh(c.ci_ub)], [i, i], color="black", lw=4.0)
+        ax.plot([np.tanh(c.z)], [i], "o", color="white", mec="black", ms=6)
+    ax.set_yticks(
+        range(len(result.clusters)),
+        [c.cluster for c in sorted(result.clusters, key=lambda c: c.cluster, reverse=True)],
+        fontsize=8,
+    )
+    ax.axvline(0.0, color="0.6", lw=0.6)
+    ax.set_xlabel("correlation r; points sized by precision; thick: 95% CI, thin: prediction interval")
+    ax.set_title("Orchard plot by outcome cluster")
+    return fig
+
+
+def funnel(result: SomaResult) -> Figure:
+    """Effects (z) against their standard error, with the pooled estimate and pseudo 95% limits."""
+    effects = result.effects
+    center = float(result.overall.coefficients.estimate[0])
+    top = float(effects.sez.max()) * 1.05
+    fig = Figure(figsize=(6.0, 4.5))
+    ax = fig.add_subplot()
+    se = np.linspace(0.0, top, 50)
+    ax.plot(center - 1.96 * se, se, color="0.5", ls="--", lw=0.8)
+    ax.plot(center + 1.96 * se, se, color="0.5", ls="--", lw=0.8, label="pseudo 95% limits")
+    ax.axvline(center, color="#cc0000", lw=0.8, label="pooled z")
+    ax.scatter(effects.z, effects.sez, s=12, color="#0b5394", alpha=0.7)
+    ax.set_ylim(top, 0.0)
+    ax.set_xlabel("Fisher z")
+    ax.set_ylabel("standard error of z")
+    est, _, _, p = result.egger_slope
+    ax.set_title(f"Funnel plot (small-study slope {est:+.2f}, CR2 p = {p:.2g})")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def profiles(result: SomaResult) -> Figure:
+    """Profile (restricted) log-likelihood of each variance component of the overall model."""
+    curves = result.profiles
+    fig = Figure(figsize=(4.0 * max(1, len(curves)), 3.5))
+    for i, (name, curve) in enumerate(curves.items(), 1):
+        ax = fig.add_subplot(1, len(curves), i)
+        top = float(curve.loglik.max())
+        ax.plot(curve.sigma2, curve.loglik, color="#0b5394")
+        ax.axhline(top - 1.920729, color="0.5", ls="--", lw=0.8, label="95% profile limit")
+        ax.set_ylim(top - 8.0, top + 0.5)
+        ax.set_xlabel(name)
+        ax.set_ylabel("profile logLik")
+        ax.legend(frameon=False, fontsize=7)
+    fig.suptitle("Profile likelihood of the variance components")
+    fig.subplots_adjust(wspace=0.35)
+    return fig
+
+
+def soma_figures(result: SomaResult, folder: str | Path) -> list[Path]:
+    """Forest, orchard, funnel and profile plots of a second-order meta-analysis (SVG and PNG)."""
+    paths: list[Path] = []
+    for name, build in (("forest", forest), ("orchard", orchard), ("funnel", funnel), ("profiles", profiles)):
+        fig = build(result)
+        if result.synthetic:
+            fig.text(0.01, 0.005, "SYNTHETIC DATA (simulated)", fontsize=7, color="#cc0000")
+        paths += save(fig, folder, name)
     return paths

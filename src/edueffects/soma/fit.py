@@ -1,0 +1,177 @@
+"""``soma()``: the second-order meta-analysis workflow on top of :func:`edueffects.meta`.
+
+All models are fitted on Fisher z with effect sizes nested in meta-analyses (three-level REML),
+and pooled estimates are back-transformed to r.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from edueffects.core.distributions import t_sf
+from edueffects.core.errors import InputError
+from edueffects.meta import MetaResult, meta
+from edueffects.soma.overlap import overlap
+from edueffects.soma.quality import appraise
+from edueffects.soma.result import ClusterEstimate, ModeratorTest, SomaResult
+from edueffects.soma.schema import Measure, SomaColumns, prepare_effects
+from edueffects.soma.schmidt_oh import SecondOrder, schmidt_oh
+
+FitMethod = Literal["REML", "ML"]
+
+
+def _fit(frame: pd.DataFrame, cols: SomaColumns, method: FitMethod, **kwargs: object) -> MetaResult:
+    return meta(frame, yi="z", vi="vz", cluster=cols.meta_analysis, within="es_id", method=method, **kwargs)  # type: ignore[arg-type]
+
+
+def _cluster_estimate(label: str, frame: pd.DataFrame, cols: SomaColumns, method: FitMethod) -> ClusterEstimate:
+    """Three-level model when the cluster has effects from two or more meta-analyses, else simpler."""
+    n_ma = int(frame[cols.meta_analysis].nunique())
+    k = len(frame)
+    if n_ma >= 2 and k >= 3:
+        res = _fit(frame, cols, method, variance_ci=False)
+        kind = "three-level"
+    elif k >= 2:
+        res = meta(frame, yi="z", vi="vz", method=method, variance_ci=False)
+        kind = "random-effects (one meta-analysis)" if n_ma == 1 else "random-effects"
+    else:
+        z, se = float(frame.z.iloc[0]), float(frame.sez.iloc[0])
+        return ClusterEstimate(label, k, n_ma, "single effect", z, se, z - 1.96 * se, z + 1.96 * se, None, None, None)
+    assert res.prediction is not None
+    p = res.prediction
+    return ClusterEstimate(
+        cluster=label,
+        k=k,
+        n_meta_analyses=n_ma,
+        model=kind,
+        z=p.pred,
+        se=p.se,
+        ci_lb=p.ci_lb,
+        ci_ub=p.ci_ub,
+        pi_lb=p.pi_lb,
+        pi_ub=p.pi_ub,
+        i2=res.i2_total,
+    )
+
+
+def _moderator_test(
+    name: str, frame: pd.DataFrame, cols: SomaColumns, mods: list[str], method: FitMethod
+) -> ModeratorTest:
+    categorical = [m for m in mods if m in frame.columns and not pd.api.types.is_numeric_dtype(frame[m])]
+    res = _fit(frame, cols, method, mods=mods, categorical=categorical, missing="drop", variance_ci=False)
+    robust = res.robust(cols.meta_analysis)
+    return ModeratorTest(
+        name=name,
+        moderators=tuple(mods),
+        k=res.k,
+        n_dropped=res.n_dropped,
+        QM=float(res.QM) if res.QM is not None else float("nan"),
+        QM_df=res.QMdf[0] if res.QMdf else 0,
+        QMp=float(res.QMp) if res.QMp is not None else float("nan"),
+        coefficients=res.tidy(),
+        robust=robust.tidy(),
+        sigma2=tuple(float(s) for s in res.variance),
+    )
+
+
+def soma(
+    data: pd.DataFrame,
+    measure: Measure = "r",
+    columns: SomaColumns | None = None,
+    moderators: Sequence[str] = ("school_level", "valence", "year", "informant"),
+    studies: pd.DataFrame | None = None,
+    amstar: pd.DataFrame | None = None,
+    study_column: str = "study",
+    outcome_clusters: Sequence[str] | None = None,
+    var_r: str | None = "var_r",
+    method: FitMethod = "REML",
+    synthetic: bool = False,
+) -> SomaResult:
+    """Run every analysis of a second-order meta-analysis on one table of meta-analytic effects.
+
+    ``data`` has one row per meta-analytic effect size (see :mod:`edueffects.soma.schema`);
+    ``studies`` lists the primary studies of each meta-analysis (overlap); ``amstar`` holds the
+    16 AMSTAR 2 items per meta-analysis (quality). ``var_r`` names the observed variance of r within
+    each meta-analysis, needed for Schmidt & Oh's analysis (skipped when absent).
+    """
+    cols = columns or SomaColumns()
+    frame = prepare_effects(data, cols, measure, outcome_clusters)
+    synthetic = synthetic or bool("synthetic" in frame.columns and frame["synthetic"].astype(bool).all())
+    notes: list[str] = []
+    rules = frame.variance_rule.value_counts()
+    notes.append("sampling variances of z from " + ", ".join(f"{rule} ({count} rows)" for rule, count in rules.items()))
+    if frame.recoded.any():
+        notes.append(f"{int(frame.recoded.sum())} effect(s) of negative relationships sign-recoded")
+    overall = _fit(frame, cols, method)
+    robust = overall.robust(cols.meta_analysis)
+    clusters = tuple(_cluster_estimate(str(c), g, cols, method) for c, g in frame.groupby(cols.cluster))
+    cluster_test = None
+    if frame[cols.cluster].nunique() > 1:
+        cluster_test = _moderator_test("outcome cluster", frame, cols, [cols.cluster], method)
+    quality = None
+    if amstar is not None:
+        quality = appraise(amstar, cols.meta_analysis)
+        unknown = set(quality[cols.meta_analysis]) - set(frame[cols.meta_analysis])
+        if unknown:
+            raise InputError(f"AMSTAR table: meta-analysis {sorted(unknown)[0]!r} is not in the effect-size table")
+        frame = frame.merge(
+            quality[[cols.meta_analysis, "criteria_met"]].rename(columns={"criteria_met": "quality"}),
+            on=cols.meta_analysis,
+            how="left",
+        )
+    available = [m for m in moderators if m in frame.columns]
+    skipped = [m for m in moderators if m not in frame.columns]
+    if skipped:
+        notes.append(f"moderator column(s) not in the data, skipped: {', '.join(skipped)}")
+    if quality is not None:
+        available.append("quality")
+    tests = []
+    for mod in available:
+        if frame[mod].dropna().nunique() < 2:
+            notes.append(f"moderator '{mod}' does not vary: skipped")
+            continue
+        tests.append(_moderator_test(mod, frame, cols, [mod], method))
+    joint = _moderator_test("joint", frame, cols, [t.name for t in tests], method) if len(tests) > 1 else None
+    egger = _moderator_test("small-study effects (SE of z)", frame.assign(sei=frame.sez), cols, ["sei"], method)
+    egger_row = egger.robust[egger.robust.term == "sei"].iloc[0]
+    second_order: dict[str, SecondOrder] = {}
+    if var_r and var_r in frame.columns and cols.k in frame.columns:
+        usable = frame.dropna(subset=[var_r, cols.k])
+        for label, group in [("all effects", usable), *usable.groupby(cols.cluster)]:
+            if len(group) >= 2:
+                second_order[str(label)] = schmidt_oh(group[cols.k], group["r"], group[var_r])
+        notes.append("Schmidt-Oh analyses treat each effect as an independent first-order meta-analysis (bare-bones)")
+    elif var_r:
+        notes.append(f"Schmidt-Oh analysis skipped: no '{var_r}' column (observed variance of r per meta-analysis)")
+    overlap_result = overlap(studies, cols.meta_analysis, study_column) if studies is not None else None
+    year_quality = None
+    if quality is not None and cols.year in frame.columns:
+        per_ma = frame.groupby(cols.meta_analysis).agg(year=(cols.year, "first"), quality=("quality", "first")).dropna()
+        if len(per_ma) >= 3:
+            r_yq = float(np.corrcoef(per_ma.year, per_ma.quality)[0, 1])
+            t = r_yq * np.sqrt((len(per_ma) - 2) / max(1e-300, 1 - r_yq**2))
+            year_quality = (r_yq, float(2 * t_sf(abs(t), len(per_ma) - 2)), len(per_ma))
+    profiles = {name: overall.profile(i, points=21) for i, name in enumerate(overall.variance_names)}
+    return SomaResult(
+        profiles=profiles,
+        effects=frame,
+        columns=cols,
+        overall=overall,
+        overall_robust=robust,
+        clusters=clusters,
+        cluster_test=cluster_test,
+        moderator_tests=tuple(tests),
+        joint=joint,
+        egger=egger,
+        egger_slope=(float(egger_row.estimate), float(egger_row.se), float(egger_row.df), float(egger_row.pval)),
+        second_order=second_order,
+        overlap=overlap_result,
+        quality=quality,
+        year_quality=year_quality,
+        notes=tuple(notes),
+        synthetic=synthetic,
+    )

@@ -1,0 +1,178 @@
+"""One row per meta-analytic effect size -> Fisher z and its sampling variance, validated.
+
+Uncertainty is taken from the first source a row has, and the rule used is recorded per row:
+
+1. ``se``: the standard error on the scale of the effect. r: ``v_z = se^2 / (1 - r^2)^2`` (delta method);
+   d: ``v_r = 16 se^2 / (d^2 + 4)^3``, then as r; z: ``v_z = se^2``.
+2. ``ci_lb``/``ci_ub`` (95 %): bounds transformed to z, ``SE_z = (z_ub - z_lb) / (2 * 1.96)``; the CI must
+   contain the estimate.
+3. ``k`` and ``n`` (primary studies, students): ``v_z = 1 / (n - 3k)``, the variance of a
+   fixed-effect mean z over k studies with n students in all.
+
+d is converted to r with ``r = d / sqrt(d^2 + 4)``. Rows whose ``valence`` is negative (a negative
+relationship, e.g. conflict) are sign-recoded so that all effects read "better relationship ->
+better outcome"; the recoding is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from edueffects.core.distributions import norm_ppf
+from edueffects.core.errors import InputError
+from edueffects.core.jet import Array
+
+Measure = Literal["r", "z", "d"]
+Z95 = float(norm_ppf(0.975))
+
+
+@dataclass(frozen=True)
+class SomaColumns:
+    """Names of the input columns (defaults follow the embedded example)."""
+
+    meta_analysis: str = "meta_analysis"
+    effect: str = "effect"
+    se: str = "se"
+    ci_lb: str = "ci_lb"
+    ci_ub: str = "ci_ub"
+    k: str = "k"
+    n: str = "n"
+    cluster: str = "outcome_cluster"
+    valence: str = "valence"
+    year: str = "year"
+    citation: str = "citation"
+
+
+def _to_r(value: Array, measure: Measure) -> Array:
+    if measure == "r":
+        return value
+    if measure == "z":
+        return np.tanh(value)
+    return value / np.sqrt(value**2 + 4.0)
+
+
+def _num(frame: pd.DataFrame, col: str) -> Array:
+    if col not in frame.columns:
+        return np.full(len(frame), np.nan)
+    values = pd.to_numeric(frame[col], errors="coerce")
+    bad = np.flatnonzero(values.isna().to_numpy() & frame[col].notna().to_numpy())
+    if bad.size:
+        raise InputError(f"column '{col}' row {bad[0] + 1}: value {frame[col].iloc[bad[0]]!r} is not a number")
+    return values.to_numpy(dtype=np.float64)
+
+
+def prepare_effects(
+    data: pd.DataFrame,
+    columns: SomaColumns,
+    measure: Measure,
+    outcome_clusters: Sequence[str] | None,
+) -> pd.DataFrame:
+    """Validated effects with ``z``, ``vz``, ``sez``, ``r``, ``variance_rule``, ``recoded``, ``es_id``."""
+    if not isinstance(data, pd.DataFrame):
+        raise InputError(f"data must be a pandas DataFrame (got {type(data).__name__})")
+    frame = data.reset_index(drop=True).copy()
+    for col in (columns.meta_analysis, columns.effect, columns.cluster):
+        if col not in frame.columns:
+            raise InputError(f"column '{col}' not found (available: {', '.join(map(str, frame.columns))})")
+    if frame.empty:
+        raise InputError("the effect-size table has no rows")
+    for col in (columns.meta_analysis, columns.cluster):
+        missing = np.flatnonzero(frame[col].isna().to_numpy())
+        if missing.size:
+            raise InputError(f"column '{col}' row {missing[0] + 1} is missing")
+    clusters = frame[columns.cluster].astype(str).str.strip()
+    if outcome_clusters is not None:
+        known = set(outcome_clusters)
+        unknown = np.flatnonzero(~clusters.isin(known).to_numpy())
+        if unknown.size:
+            raise InputError(
+                f"column '{columns.cluster}' row {unknown[0] + 1}: unknown outcome cluster "
+                f"{clusters.iloc[unknown[0]]!r} (known: {', '.join(outcome_clusters)})"
+            )
+    frame[columns.cluster] = clusters
+    value = _num(frame, columns.effect)
+    nan = np.flatnonzero(np.isnan(value))
+    if nan.size:
+        raise InputError(f"column '{columns.effect}' row {nan[0] + 1} is missing")
+    if measure == "r":
+        outside = np.flatnonzero(np.abs(value) >= 1.0)
+        if outside.size:
+            raise InputError(
+                f"column '{columns.effect}' row {outside[0] + 1}: r = {value[outside[0]]:g} lies outside (-1, 1)"
+            )
+    r = _to_r(value, measure)
+    z = np.arctanh(r)
+    se, lb, ub = _num(frame, columns.se), _num(frame, columns.ci_lb), _num(frame, columns.ci_ub)
+    k, n = _num(frame, columns.k), _num(frame, columns.n)
+    vz = np.full(len(frame), np.nan)
+    rule = np.full(len(frame), "", dtype=object)
+    has_se = ~np.isnan(se)
+    bad = np.flatnonzero(has_se & (se <= 0))
+    if bad.size:
+        raise InputError(f"column '{columns.se}' row {bad[0] + 1}: a standard error must be > 0")
+    if measure == "z":
+        vz_se = se**2
+    elif measure == "r":
+        vz_se = se**2 / (1.0 - r**2) ** 2
+    else:
+        vz_se = 16.0 * se**2 / (value**2 + 4.0) ** 3 / (1.0 - r**2) ** 2
+    vz[has_se], rule[has_se] = vz_se[has_se], "SE"
+    has_ci = ~has_se & ~np.isnan(lb) & ~np.isnan(ub)
+    outside_ci = np.flatnonzero(has_ci & ~((lb <= value) & (value <= ub)))
+    if outside_ci.size:
+        i = outside_ci[0]
+        raise InputError(
+            f"row {i + 1}: the CI [{lb[i]:g}, {ub[i]:g}] in '{columns.ci_lb}'/'{columns.ci_ub}' "
+            f"does not contain the estimate {value[i]:g}"
+        )
+    if measure == "r":
+        bad_ci = np.flatnonzero(has_ci & ((np.abs(lb) >= 1) | (np.abs(ub) >= 1)))
+        if bad_ci.size:
+            raise InputError(f"row {bad_ci[0] + 1}: CI bounds of r must lie inside (-1, 1)")
+    with np.errstate(invalid="ignore"):
+        z_lb, z_ub = np.arctanh(_to_r(lb, measure)), np.arctanh(_to_r(ub, measure))
+    vz_ci = ((z_ub - z_lb) / (2.0 * Z95)) ** 2
+    vz[has_ci], rule[has_ci] = vz_ci[has_ci], "95% CI"
+    has_kn = ~has_se & ~has_ci & ~np.isnan(k) & ~np.isnan(n)
+    small_k = np.flatnonzero(~np.isnan(k) & (k < 1))
+    if small_k.size:
+        raise InputError(
+            f"column '{columns.k}' row {small_k[0] + 1}: k = {k[small_k[0]]:g}; a meta-analysis has k >= 1"
+        )
+    too_few = np.flatnonzero(has_kn & (n - 3.0 * k <= 0))
+    if too_few.size:
+        i = too_few[0]
+        raise InputError(f"row {i + 1}: n = {n[i]:g} students must exceed 3k = {3 * k[i]:g} for the variance of z")
+    vz[has_kn], rule[has_kn] = 1.0 / (n - 3.0 * k)[has_kn], "k and N"
+    none = np.flatnonzero(np.isnan(vz))
+    if none.size:
+        raise InputError(
+            f"row {none[0] + 1}: no uncertainty given (fill '{columns.se}', or '{columns.ci_lb}' and "
+            f"'{columns.ci_ub}', or '{columns.k}' and '{columns.n}')"
+        )
+    recoded = np.zeros(len(frame), dtype=bool)
+    if columns.valence in frame.columns:
+        valence = frame[columns.valence].astype(str).str.strip().str.lower()
+        unknown_valence = np.flatnonzero(~valence.isin(["positive", "negative"]).to_numpy())
+        if unknown_valence.size:
+            i = unknown_valence[0]
+            raise InputError(
+                f"column '{columns.valence}' row {i + 1}: {frame[columns.valence].iloc[i]!r} "
+                "is not 'positive' or 'negative'"
+            )
+        recoded = (valence == "negative").to_numpy()
+        frame[columns.valence] = valence
+    z = np.where(recoded, -z, z)
+    frame["z"] = z
+    frame["vz"] = vz
+    frame["sez"] = np.sqrt(vz)
+    frame["r"] = np.tanh(z)
+    frame["variance_rule"] = rule
+    frame["recoded"] = recoded
+    frame["es_id"] = np.arange(1, len(frame) + 1)
+    return frame
