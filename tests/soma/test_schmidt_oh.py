@@ -34,3 +34,10 @@ def test_bad_input() -> None:
         schmidt_oh([0, 3], [0.2, 0.1], [0.01, 0.02])
     with pytest.raises(InputError, match="corrected means"):
         schmidt_oh([2, 3], [0.2, 0.1], [0.01, 0.02], kind="ad")
+
+
+def test_embedded_oh_data_is_the_reference_data() -> None:
+    from edueffects.data import load
+
+    embedded = load("oh2009")
+    pd.testing.assert_frame_equal(embedded, DATA)

@@ -243,16 +243,17 @@ def _gram_total(u: Jet, q: Jet) -> Jet:
     u0, u1, u2 = u.value, u.d1, u.d2
     q0, q1, q2 = q.value, q.d1, q.d2
     uq0 = q0 * u0[:, None]
-    value = uq0.T @ q0
-    a1 = np.einsum("ig,ga,gb->iab", u1, q0, q0, optimize=True)
-    b1 = np.einsum("ga,igb->iab", uq0, q1, optimize=True)
+    q0t = q0.T
+    value = q0t @ uq0
+    a1 = np.swapaxes(u1[:, :, None] * q0, 1, 2) @ q0  # sum_g u1 q0 q0'
+    b1 = uq0.T @ q1  # sum_g u0 q0 q1'
     d1 = a1 + b1 + np.swapaxes(b1, 1, 2)
-    term1 = np.einsum("ijg,ga,gb->ijab", u2, q0, q0, optimize=True)
-    c = np.einsum("ig,jga,gb->ijab", u1, q1, q0, optimize=True)
+    term1 = np.swapaxes(u2[..., None] * q0, -1, -2) @ q0
+    c = np.swapaxes(u1[:, None, :, None] * q1[None], -1, -2) @ q0  # [i, j] = sum_g u1_i q1_j q0'
     term2 = c + np.swapaxes(c, 2, 3)
     term2 = term2 + np.swapaxes(term2, 0, 1)
-    d = np.einsum("ga,ijgb->ijab", uq0, q2, optimize=True)
-    e = np.einsum("g,iga,jgb->ijab", u0, q1, q1, optimize=True)
+    d = uq0.T @ q2  # [i, j] = sum_g u0 q0 q2_ij'
+    e = np.swapaxes(np.tensordot(q1 * u0[:, None], q1, axes=([1], [1])), 1, 2)  # [i, j] = sum_g u0 q1_i q1_j'
     term34 = d + e
     d2 = term1 + term2 + term34 + np.swapaxes(term34, 2, 3)
     return Jet(value, params, d1, d2)
@@ -436,9 +437,9 @@ def maximize(
     Uses the exact Hessian, modified to be negative definite where it is not, with backtracking; a
     component at zero whose gradient points outward is held at the boundary. Components marked in
     ``fixed`` keep their start value (used for profile likelihoods). Converges when the Newton
-    decrement (the predicted gain in log-likelihood) is below 1e-20, or has been below what double
-    precision resolves in the log-likelihood (``8 eps max(1, |l|)``) for two full Newton steps in a
-    row: the second condition ends noise-driven steps in huge data sets, while the full steps still
+    decrement (the predicted gain in log-likelihood) is below 1e-20, or has been below what the
+    evaluated log-likelihood resolves (``1e-12 max(1, |l|)``) for two full Newton steps in a row:
+    the second condition ends noise-driven steps in huge data sets, while the full steps still
     settle nearly flat directions, where a large move gains almost nothing in the log-likelihood.
     """
     theta = np.maximum(np.asarray(start, dtype=np.float64), 0.0)
@@ -464,7 +465,7 @@ def maximize(
         floor = 1e-12 * max(1.0, float(np.abs(eigval).max()))
         step_f = eigvec @ ((eigvec.T @ gf) / np.maximum(np.abs(eigval), floor))
         decrement = float(gf @ step_f)
-        resolution = 8.0 * np.finfo(float).eps * max(1.0, abs(ev.loglik))
+        resolution = 1e-12 * max(1.0, abs(ev.loglik))  # sums of many terms: a few thousand ulps
         step = np.zeros(n_par)
         step[free] = step_f
         if decrement < 1e-20 or below_resolution >= 2:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -86,10 +87,10 @@ def connect(data: pd.DataFrame | str | Path, domain: tuple[str, str] | None = No
         if column not in types:
             raise InputError(f"domain column '{column}' not found")
         con.execute(
-            f"CREATE VIEW src AS SELECT * FROM src_all WHERE CAST({_quote(column)} AS VARCHAR) = {_literal(value)}"
+            f"CREATE TEMP VIEW src AS SELECT * FROM src_all WHERE CAST({_quote(column)} AS VARCHAR) = {_literal(value)}"
         )
     else:
-        con.execute("CREATE VIEW src AS SELECT * FROM src_all")
+        con.execute("CREATE TEMP VIEW src AS SELECT * FROM src_all")
     return con
 
 
@@ -104,13 +105,21 @@ def domains(data: pd.DataFrame | str | Path, column: str) -> list[str]:
     return [str(r[0]) for r in rows if r[0] is not None]
 
 
+@cache
+def _database() -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB per process; each aggregation works in its own cursor (connection)."""
+    import duckdb
+
+    return duckdb.connect()
+
+
 def _connect_all(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
     import duckdb
 
-    con = duckdb.connect()
+    con = _database().cursor()
     if isinstance(data, pd.DataFrame):
         con.register("src_frame", data)
-        con.execute("CREATE VIEW src_all AS SELECT * FROM src_frame")
+        con.execute("CREATE TEMP VIEW src_all AS SELECT * FROM src_frame")
         return con
     path = Path(data)
     if not path.exists():
@@ -119,9 +128,9 @@ def _connect_all(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".tsv", ".txt"):
-            con.execute(f"CREATE VIEW src_all AS SELECT * FROM read_csv_auto({literal}, header = true)")
+            con.execute(f"CREATE TEMP VIEW src_all AS SELECT * FROM read_csv_auto({literal}, header = true)")
         elif suffix == ".parquet":
-            con.execute(f"CREATE VIEW src_all AS SELECT * FROM read_parquet({literal})")
+            con.execute(f"CREATE TEMP VIEW src_all AS SELECT * FROM read_parquet({literal})")
         else:
             raise InputError(f"file '{path}': unsupported format '{suffix}' (use .csv or .parquet)")
         con.execute("SELECT * FROM src_all LIMIT 1").fetchall()

@@ -141,10 +141,16 @@ def soma(
     second_order: dict[str, SecondOrder] = {}
     if var_r and var_r in frame.columns and cols.k in frame.columns:
         usable = frame.dropna(subset=[var_r, cols.k])
+        corrected = "rho" in usable.columns and bool(usable["rho"].notna().all())
         for label, group in [("all effects", usable), *usable.groupby(cols.cluster)]:
             if len(group) >= 2:
                 second_order[str(label)] = schmidt_oh(group[cols.k], group["r"], group[var_r])
-        notes.append("Schmidt-Oh analyses treat each effect as an independent first-order meta-analysis (bare-bones)")
+                if corrected:
+                    rho = np.where(group.recoded, -group["rho"], group["rho"])
+                    second_order[f"{label} (artifact distribution)"] = schmidt_oh(
+                        group[cols.k], group["r"], group[var_r], rho, kind="ad"
+                    )
+        notes.append("Schmidt-Oh analyses treat each effect as an independent first-order meta-analysis")
     elif var_r:
         notes.append(f"Schmidt-Oh analysis skipped: no '{var_r}' column (observed variance of r per meta-analysis)")
     overlap_result = overlap(studies, cols.meta_analysis, study_column) if studies is not None else None
