@@ -88,6 +88,7 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--standardize", action="store_true", help="standardise moderators across schools")
     r.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
     r.add_argument("--plots", metavar="DIR", help="write figures (SVG and PNG) into DIR")
+    r.add_argument("--mdes-sims", type=int, default=0, metavar="N", help="check each MDE by N simulations (gain model)")
 
     pw = sub.add_parser("power", help="simulation-based power analysis")
     pw_sub = pw.add_subparsers(dest="what", required=True)
@@ -185,6 +186,7 @@ def _run_recovery(args: argparse.Namespace) -> int:
         "method": args.method,
         "standardize": args.standardize,
         "sesoi": args.sesoi,
+        "mdes_simulations": args.mdes_sims,
     }
     if args.domain:
         results = recovery_by_domain(args.file, args.domain, **options)

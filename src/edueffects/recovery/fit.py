@@ -15,7 +15,7 @@ from edueffects.core.inference import CoefficientTable, coefficient_table
 from edueffects.core.jet import Array
 from edueffects.core.nested import Evaluation, maximize
 from edueffects.core.robust import cr2
-from edueffects.recovery.data import RecoverySpec, aggregate, domains, standardize_moderators
+from edueffects.recovery.data import CellTable, RecoverySpec, aggregate, domains, standardize_moderators
 from edueffects.recovery.model import ModelFrame, build, start_values
 from edueffects.recovery.result import RecoveryResult
 
@@ -55,6 +55,7 @@ def recovery(
     power: float = 0.8,
     level: float = 95.0,
     domain: tuple[str, str] | None = None,
+    mdes_simulations: int = 0,
 ) -> RecoveryResult:
     """Fit the gain model (``pre``/``post``) or the long model (``long=True``) of a DDD design.
 
@@ -64,6 +65,7 @@ def recovery(
     interest for the equivalence tests (score units per unit, or per SD with ``standardize``).
     Several ``pre``/``post`` (or ``score``) columns are plausible values: one fit each, pooled with
     Rubin's rules. ``domain = (column, value)`` restricts the fit to one domain's rows.
+    ``mdes_simulations > 0`` checks each analytic MDE by that many simulations (gain model).
     """
     if method not in ("REML", "ML"):
         raise InputError(f"method '{method}' is not REML or ML")
@@ -92,12 +94,28 @@ def recovery(
             domain=domain,
         )
         fits.append(_fit_one(data, spec, method, standardize, sesoi, alpha, power, level))
-    return fits[0] if n_pv == 1 else pool_plausible_values(fits, sesoi, alpha, power, level)
+    result = fits[0] if n_pv == 1 else pool_plausible_values(fits, sesoi, alpha, power, level)
+    if mdes_simulations > 0:
+        from dataclasses import replace
+
+        from edueffects.recovery.power import simulated_power_at_mdes
+
+        result = replace(result, mdes=simulated_power_at_mdes(result, reps=mdes_simulations))
+    return result
 
 
 def recovery_by_domain(data: pd.DataFrame | str | Path, domain: str, **kwargs: object) -> dict[str, RecoveryResult]:
     """One :func:`recovery` fit per value of the ``domain`` column (e.g. reading and maths separately)."""
     return {value: recovery(data, domain=(domain, value), **kwargs) for value in domains(data, domain)}  # type: ignore[arg-type]
+
+
+def model_pvalues(cells: CellTable, moderators: Sequence[str], method: FitMethod) -> dict[str, float]:
+    """Model-based (Satterthwaite) p-value of every coefficient of a model fitted to ``cells``."""
+    mf = build(cells, moderators, method)
+    ev, conv = maximize(mf.design, method, start_values(cells, mf))
+    df = satterthwaite_df(ev, conv.at_boundary)
+    table = coefficient_table(mf.names, ev.beta, np.sqrt(np.diag(ev.cov_beta)), df, 95.0)
+    return dict(zip(mf.names, (float(p) for p in table.pval), strict=True))
 
 
 def _columns(value: str | Sequence[str] | None) -> list[str]:

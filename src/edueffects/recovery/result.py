@@ -150,6 +150,11 @@ class RecoveryResult:
             lines.append(
                 f"  {eq.term:<28} 90% CI [{_f(eq.ci90_lb)}, {_f(eq.ci90_ub)}], p(TOST) = {eq.pval:.4f}: {verdict}; "
                 f"MDE = {_f(md.mdes, 3)}"
+                + (
+                    f" (simulated power there: {md.simulated_power_at_mdes:.2f})"
+                    if md.simulated_power_at_mdes is not None
+                    else ""
+                )
             )
         lines.append("")
         conv = self.convergence
