@@ -110,3 +110,16 @@ def test_files_and_frames_give_the_same_numbers(state: pd.DataFrame, tmp_path: P
     bad.write_bytes(b"PAR1 not really parquet")
     with pytest.raises(InputError, match="could not be read"):
         fit(bad)
+
+
+def test_missing_moderator_is_reported_in_every_model(state: pd.DataFrame) -> None:
+    holes = state.assign(ses=state.ses.where(state.index != 11))
+    for kwargs in ({}, {"long": True}):
+        with pytest.raises(InputError, match="column 'ses' is missing in 1 row"):
+            fit(holes, **kwargs)
+    long = simulate.to_long(state).assign(nongerman=lambda d: d.nongerman.where(d.index != 3))
+    with pytest.raises(InputError, match="column 'nongerman' is missing in 1 row"):
+        fit(long, long=True, student="student", occasion="occasion", score="score", pre=None, post=None)
+    cross = simulate.to_long(state).drop(columns=["student"]).assign(score=lambda d: d.score.where(d.index != 8))
+    with pytest.raises(InputError, match="column 'score' is missing in 1 row"):
+        fit(cross, long=True, occasion="occasion", score="score", pre=None, post=None)

@@ -242,11 +242,15 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
     key_cols = [spec.school, spec.cohort, *spec.moderators]
     if spec.long and spec.occasion:
         key_cols += [spec.occasion, spec.score or ""] + ([spec.student] if spec.student else [])
-    _check_nulls(con, key_cols, spec)
+    pivot = spec.kind == "long_linked" and bool(spec.occasion)
+    if pivot:
+        _check_nulls(con, key_cols, spec)  # the per-student pivot below would hide missing values
     school, cohort = _quote(spec.school), _quote(spec.cohort)
+    # missing values are counted inside the one aggregation scan (a CSV is parsed once)
+    counted = [] if pivot else [c for c in key_cols if c not in (spec.school, spec.cohort)]
     mods_sql = "".join(
         f", min({_quote(m)}) AS {_quote('min_' + m)}, max({_quote(m)}) AS {_quote('max_' + m)}" for m in spec.moderators
-    )
+    ) + "".join(f", count(*) FILTER (WHERE {_quote(c)} IS NULL) AS {_quote('null_' + c)}" for c in counted)
     notes: list[str] = []
     occasion_label = spec.occasion or "post"
     if spec.kind == "gain":
@@ -313,6 +317,10 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
         ).df()
         n_rows = n_students = int(frame["n"].sum())
         notes.append(f"occasion '{spec.occasion}': {values[0]} = before, {values[1]} = after")
+    null_cols = [c for c in frame.columns if str(c).startswith("null_")]
+    if frame["school"].isna().any() or frame["cohort"].isna().any() or bool(frame[null_cols].to_numpy().sum()):
+        _check_nulls(con, key_cols, spec)
+    frame = frame.drop(columns=null_cols)
     con.close()
     if frame.empty:
         raise InputError("the student table has no rows")
