@@ -78,10 +78,15 @@ def test_unreadable_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], co
     assert message in err and "Traceback" not in err
 
 
-def test_demo_prints_the_three_level_model(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
+def test_demo_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "sigma2 district" in out and "0.0651" in out and "CR2" in out
+    assert f"Report written to {tmp_path / 'demo' / 'index.html'}" in out
+    assert "pooled correlation is r = .26" in out
+    names = {p.name for p in (tmp_path / "demo").iterdir()}
+    assert {"index.html", "soma.json", "recovery.json", "tables"} <= names
+    assert main(["demo", "--out", str(tmp_path / "de"), "--lang", "de", "--quiet"]) == 0
+    assert "Bericht geschrieben nach" in capsys.readouterr().out
 
 
 def test_console_script_exit_code() -> None:

@@ -130,7 +130,16 @@ def _build_parser() -> argparse.ArgumentParser:
     ss.add_argument("--out", required=True, help="effects CSV; the studies and AMSTAR tables go beside it")
     ss.add_argument("--seed", type=int, default=2025)
 
-    sub.add_parser("demo", help="the main job: the embedded example analyses")
+    d = sub.add_parser("demo", help="the main job: a report of the embedded example analyses")
+    d.add_argument("--out", default="edueffects-demo", help="report folder (default ./edueffects-demo/)")
+    d.add_argument("--lang", default="en", choices=["en", "nl", "de"], help="report language")
+    d.add_argument("--quiet", action="store_true", help="no progress display")
+
+    rp = sub.add_parser("report", help="run a study file (TOML) and write its report")
+    rp.add_argument("study", help="study file (see examples/study.toml)")
+    rp.add_argument("--out", help="report folder (default: beside the study file, named after it)")
+    rp.add_argument("--lang", choices=["en", "nl", "de"], help="report language (default: the study file's)")
+    rp.add_argument("--quiet", action="store_true", help="no progress display")
     return parser
 
 
@@ -310,35 +319,22 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_demo() -> int:
-    from edueffects import simulate
-    from edueffects.data import DESCRIPTIONS, load
-    from edueffects.meta import meta
-    from edueffects.recovery import recovery
+def _run_demo(args: argparse.Namespace) -> int:
+    from edueffects.report.i18n import Language
+    from edueffects.report.study import demo
 
-    data = load("konstantopoulos2011")
-    result = meta(data, yi="yi", vi="vi", cluster="district", within="school")
-    print("== 1. Three-level meta-analysis ==")
-    print(DESCRIPTIONS["konstantopoulos2011"])
-    print()
-    print(result.summary())
-    print()
-    print(result.robust("district").summary())
-    print()
-    print("== 2. Learning recovery (difference-in-difference-in-difference) ==")
-    print(SYNTHETIC)
-    state = simulate.recovery(seed=2026)
-    rec = recovery(
-        state,
-        school="school",
-        cohort="cohort",
-        pandemic_cohorts=[2018, 2019],
-        moderators=["ses", "nongerman", "lost_days"],
-        pre="score5",
-        post="score8",
-        standardize=True,
-    )
-    print(rec.summary())
+    lang = Language.of(args.lang)
+    index = demo(Path(args.out), lang, quiet=args.quiet)
+    print(lang("Report written to {path}").format(path=index))
+    return 0
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from edueffects.report.i18n import Language
+    from edueffects.report.study import run_study
+
+    index = run_study(Path(args.study), Path(args.out) if args.out else None, args.lang, quiet=args.quiet)
+    print(Language.of(args.lang or "en")("Report written to {path}").format(path=index))
     return 0
 
 
@@ -357,7 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_power(args)
         if args.command == "soma":
             return _run_soma(args)
-        return _run_demo()
+        if args.command == "report":
+            return _run_report(args)
+        return _run_demo(args)
     except InputError as exc:
         print(f"edueffects: error: {exc}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,12 @@ from matplotlib.figure import Figure
 from edueffects.core.errors import InputError
 from edueffects.recovery.result import RecoveryResult
 from edueffects.soma.result import SomaResult
+
+Translate = Callable[[str], str]
+
+
+def _same(text: str) -> str:
+    return text
 
 
 def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
@@ -40,7 +47,7 @@ def cell_gains(result: RecoveryResult) -> pd.DataFrame:
     return out[["school", "cohort", "pandemic", "students", "gain", *result.moderators]]
 
 
-def gain_by_tercile(result: RecoveryResult, moderator: str) -> Figure:
+def gain_by_tercile(result: RecoveryResult, moderator: str, tr: Translate = _same) -> Figure:
     """Mean gain (student-weighted) per cohort, one line per tercile of a school factor."""
     if moderator not in result.moderators:
         raise InputError(f"'{moderator}' is not a moderator of this model ({', '.join(result.moderators)})")
@@ -60,19 +67,19 @@ def gain_by_tercile(result: RecoveryResult, moderator: str) -> Figure:
     positions = np.arange(len(cohorts), dtype=float)
     for tercile in ("low", "middle", "high"):
         values = [summary["mean"].get((tercile, c), np.nan) for c in cohorts]
-        ax.plot(positions, values, marker="o", label=f"{moderator}: {tercile} tercile")
+        ax.plot(positions, values, marker="o", label=f"{moderator}: {tr(tercile + ' tercile')}")
     ax.set_xticks(positions, [str(c) for c in cohorts])
     pandemic = [float(i) for i, c in enumerate(cohorts) if str(c) in result.pandemic_cohorts]
     if pandemic:
-        ax.axvspan(pandemic[0] - 0.25, pandemic[-1] + 0.25, color="0.9", zorder=0, label="pandemic cohorts")
-    ax.set_xlabel("cohort")
-    ax.set_ylabel("mean gain (score units)")
-    ax.set_title(f"Gain by cohort and {moderator} tercile")
+        ax.axvspan(pandemic[0] - 0.25, pandemic[-1] + 0.25, color="0.9", zorder=0, label=tr("pandemic cohorts"))
+    ax.set_xlabel(tr("cohort"))
+    ax.set_ylabel(tr("mean gain (score units)"))
+    ax.set_title(tr("Gain by cohort and tercile of {moderator}").format(moderator=moderator))
     ax.legend(frameon=False, fontsize=8)
     return fig
 
 
-def ddd_effects(result: RecoveryResult) -> Figure:
+def ddd_effects(result: RecoveryResult, tr: Translate = _same) -> Figure:
     """DDD effects with 95% CI (model-based), 90% CI (TOST) and the equivalence bounds."""
     eq = result.equivalence
     c = result.coefficients
@@ -80,7 +87,12 @@ def ddd_effects(result: RecoveryResult) -> Figure:
     fig = Figure(figsize=(6.5, 0.6 * len(eq) + 1.6))
     ax = fig.add_subplot()
     ys = np.arange(len(eq))[::-1]
-    ax.axvspan(-result.sesoi, result.sesoi, color="#d9ead3", label=f"equivalence bounds (+/-{result.sesoi:g})")
+    ax.axvspan(
+        -result.sesoi,
+        result.sesoi,
+        color="#d9ead3",
+        label=tr("equivalence bounds (+/-{bound})").format(bound=f"{result.sesoi:g}"),
+    )
     ax.axvline(0.0, color="0.4", lw=0.8)
     for y, test in zip(ys, eq, strict=True):
         i = index[test.term]
@@ -88,9 +100,9 @@ def ddd_effects(result: RecoveryResult) -> Figure:
         ax.plot([test.ci90_lb, test.ci90_ub], [y, y], color="#0b5394", lw=4)
         ax.plot([test.estimate], [y], "o", color="black")
     ax.set_yticks(ys, [t.term for t in eq])
-    unit = "per SD of the school factor" if result.standardized else "per unit of the school factor"
-    ax.set_xlabel(f"DDD effect (score units {unit}); thin: 95% CI, thick: 90% CI")
-    ax.set_title("Do school factors moderate the pandemic change in the gain?")
+    unit = tr("per SD of the school factor") if result.standardized else tr("per unit of the school factor")
+    ax.set_xlabel(tr("DDD effect (score units {unit}); thin: 95% CI, thick: 90% CI").format(unit=unit))
+    ax.set_title(tr("Do school factors moderate the pandemic change in the gain?"))
     ax.legend(frameon=False, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.08))
     return fig
 
@@ -103,10 +115,23 @@ def recovery_figures(result: RecoveryResult, folder: str | Path) -> list[Path]:
     return paths
 
 
+def svg_text(fig: Figure) -> str:
+    """The figure as an inline ``<svg>`` element (text kept as escaped text, no XML prolog)."""
+    from io import StringIO
+
+    from matplotlib import rc_context
+
+    buffer = StringIO()
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "edueffects"}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight")
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
 # ---- second-order meta-analysis -------------------------------------------------------------------
 
 
-def forest(result: SomaResult) -> Figure:
+def forest(result: SomaResult, tr: Translate = _same) -> Figure:
     """Effect sizes (r, 95% CI) grouped by outcome cluster, with each cluster's pooled estimate."""
     cols = result.columns
     effects = result.effects.sort_values([cols.cluster, "r"])
@@ -133,16 +158,16 @@ def forest(result: SomaResult) -> Figure:
         ticks.append(y)
         y -= 1
     overall = result.overall_r()
-    ax.axvline(float(overall["r"] or 0.0), color="#cc0000", lw=0.8, ls="--", label="overall pooled r")
+    ax.axvline(float(overall["r"] or 0.0), color="#cc0000", lw=0.8, ls="--", label=tr("overall pooled r"))
     ax.axvline(0.0, color="0.6", lw=0.6)
     ax.set_yticks(ticks, labels, fontsize=7)
-    ax.set_xlabel("correlation r (95% CI); diamonds: pooled per cluster (three-level)")
-    ax.set_title("Forest plot by outcome cluster")
+    ax.set_xlabel(tr("correlation r (95% CI); diamonds: pooled per cluster (three-level)"))
+    ax.set_title(tr("Forest plot by outcome cluster"))
     ax.legend(frameon=False, fontsize=7, loc="lower right")
     return fig
 
 
-def orchard(result: SomaResult) -> Figure:
+def orchard(result: SomaResult, tr: Translate = _same) -> Figure:
     """Per cluster: effects sized by precision, pooled estimate with 95% CI (thick) and PI (thin)."""
     cols = result.columns
     rng = np.random.default_rng(0)
@@ -163,12 +188,12 @@ def orchard(result: SomaResult) -> Figure:
         fontsize=8,
     )
     ax.axvline(0.0, color="0.6", lw=0.6)
-    ax.set_xlabel("correlation r; points sized by precision; thick: 95% CI, thin: prediction interval")
-    ax.set_title("Orchard plot by outcome cluster")
+    ax.set_xlabel(tr("correlation r; points sized by precision; thick: 95% CI, thin: prediction interval"))
+    ax.set_title(tr("Orchard plot by outcome cluster"))
     return fig
 
 
-def funnel(result: SomaResult) -> Figure:
+def funnel(result: SomaResult, tr: Translate = _same) -> Figure:
     """Effects (z) against their standard error, with the pooled estimate and pseudo 95% limits."""
     effects = result.effects
     center = float(result.overall.coefficients.estimate[0])
@@ -177,19 +202,19 @@ def funnel(result: SomaResult) -> Figure:
     ax = fig.add_subplot()
     se = np.linspace(0.0, top, 50)
     ax.plot(center - 1.96 * se, se, color="0.5", ls="--", lw=0.8)
-    ax.plot(center + 1.96 * se, se, color="0.5", ls="--", lw=0.8, label="pseudo 95% limits")
-    ax.axvline(center, color="#cc0000", lw=0.8, label="pooled z")
+    ax.plot(center + 1.96 * se, se, color="0.5", ls="--", lw=0.8, label=tr("pseudo 95% limits"))
+    ax.axvline(center, color="#cc0000", lw=0.8, label=tr("pooled z"))
     ax.scatter(effects.z, effects.sez, s=12, color="#0b5394", alpha=0.7)
     ax.set_ylim(top, 0.0)
     ax.set_xlabel("Fisher z")
-    ax.set_ylabel("standard error of z")
+    ax.set_ylabel(tr("standard error of z"))
     est, _, _, p = result.egger_slope
-    ax.set_title(f"Funnel plot (small-study slope {est:+.2f}, CR2 p = {p:.2g})")
+    ax.set_title(tr("Funnel plot (small-study slope {slope}, CR2 p = {p})").format(slope=f"{est:+.2f}", p=f"{p:.2g}"))
     ax.legend(frameon=False, fontsize=8)
     return fig
 
 
-def profiles(result: SomaResult) -> Figure:
+def profiles(result: SomaResult, tr: Translate = _same) -> Figure:
     """Profile (restricted) log-likelihood of each variance component of the overall model."""
     curves = result.profiles
     fig = Figure(figsize=(4.0 * max(1, len(curves)), 3.5))
@@ -197,12 +222,12 @@ def profiles(result: SomaResult) -> Figure:
         ax = fig.add_subplot(1, len(curves), i)
         top = float(curve.loglik.max())
         ax.plot(curve.sigma2, curve.loglik, color="#0b5394")
-        ax.axhline(top - 1.920729, color="0.5", ls="--", lw=0.8, label="95% profile limit")
+        ax.axhline(top - 1.920729, color="0.5", ls="--", lw=0.8, label=tr("95% profile limit"))
         ax.set_ylim(top - 8.0, top + 0.5)
         ax.set_xlabel(name)
-        ax.set_ylabel("profile logLik")
+        ax.set_ylabel(tr("profile logLik"))
         ax.legend(frameon=False, fontsize=7)
-    fig.suptitle("Profile likelihood of the variance components")
+    fig.suptitle(tr("Profile likelihood of the variance components"))
     fig.subplots_adjust(wspace=0.35)
     return fig
 

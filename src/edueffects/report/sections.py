@@ -1,0 +1,337 @@
+"""Report sections built from results (never fitting): summary sentences, tables, figures, methods."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edueffects.recovery.result import RecoveryResult
+from edueffects.report import plots
+from edueffects.report.document import Figure, Section, Table
+from edueffects.report.i18n import Language
+from edueffects.soma.result import SomaResult
+
+SOMA_REFERENCES = (
+    "Cheung, M. W.-L. (2014). Modeling dependent effect sizes with three-level meta-analyses: "
+    "A structural equation modeling approach. Psychological Methods, 19(2), 211-229.",
+    "Pustejovsky, J. E., & Tipton, E. (2022). Meta-analysis with robust variance estimation: Expanding the range "
+    "of working models. Prevention Science, 23, 425-438.",
+    "Schmidt, F. L., & Oh, I.-S. (2013). Methods for second order meta-analysis and illustrative applications. "
+    "Organizational Behavior and Human Decision Processes, 121(2), 204-218.",
+    "Pieper, D., Antoine, S.-L., Mathes, T., Neugebauer, E. A. M., & Eikermann, M. (2014). Systematic review "
+    "finds overlapping reviews were not mentioned in every other overview. "
+    "Journal of Clinical Epidemiology, 67(4), 368-375.",
+    "Shea, B. J., et al. (2017). AMSTAR 2: A critical appraisal tool for systematic reviews that include "
+    "randomised or non-randomised studies of healthcare interventions, or both. BMJ, 358, j4008.",
+    "Viechtbauer, W. (2010). Conducting meta-analyses in R with the metafor package. Journal of Statistical "
+    "Software, 36(3), 1-48.",
+)
+RECOVERY_REFERENCES = (
+    "Bates, D., Mächler, M., Bolker, B., & Walker, S. (2015). Fitting linear mixed-effects models using lme4. "
+    "Journal of Statistical Software, 67(1), 1-48.",
+    "Pustejovsky, J. E., & Tipton, E. (2018). Small-sample methods for cluster-robust variance estimation and "
+    "hypothesis testing in fixed effects models. Journal of Business & Economic Statistics, 36(4), 672-683.",
+    "Lakens, D. (2017). Equivalence tests: A practical primer for t tests, correlations, and meta-analyses. "
+    "Social Psychological and Personality Science, 8(4), 355-362.",
+    "Bloom, H. S. (1995). Minimum detectable effects: A simple way to report the statistical power of "
+    "experimental designs. Evaluation Review, 19(5), 547-556.",
+    "Schult, J., Fauth, B., Schneider, R., & Lindner, M. A. (2026). Learning and Instruction, 101, 102263.",
+)
+
+
+def _r(lang: Language, z: float | None) -> str:
+    return lang.bounded(None if z is None else float(np.tanh(z)))
+
+
+def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
+    """The one-sentence answer and the section of a second-order meta-analysis."""
+    _ = lang
+    o = res.overall
+    r = res.overall_r()
+    answer = _(
+        "Across {k} effect sizes from {m} meta-analyses, the pooled correlation is r = {r} {ci} "
+        "(95% prediction interval {pi})."
+    ).format(
+        k=o.k,
+        m=o.n_groups[0],
+        r=lang.bounded(r["r"]),
+        ci=lang.interval(r["ci_lb"], r["ci_ub"]),
+        pi=lang.interval(r["pi_lb"], r["pi_ub"]),
+    )
+    if res.cluster_test:
+        t = res.cluster_test
+        answer += (
+            " "
+            + _("The outcome clusters differ (QM({df}) = {qm}, {p}).").format(
+                df=t.QM_df, qm=lang.number(t.QM), p=lang.p_value(t.QMp)
+            )
+            if t.QMp < 0.05
+            else " " + _("The outcome clusters do not differ significantly ({p}).").format(p=lang.p_value(t.QMp))
+        )
+    rob = res.overall_robust.coefficients
+    overall = Table(
+        _("Overall three-level model (Fisher z, back-transformed to r)"),
+        [_("effect sizes"), _("meta-analyses"), "r", _("95% CI"), _("95% PI"), "I² (%)", _("CR2 p")],
+        [
+            [
+                str(o.k),
+                str(o.n_groups[0]),
+                lang.bounded(r["r"]),
+                lang.interval(r["ci_lb"], r["ci_ub"]),
+                lang.interval(r["pi_lb"], r["pi_ub"]),
+                lang.number(o.i2_total, 1),
+                lang.p_value(float(rob.pval[0])),
+            ]
+        ],
+        "overall",
+    )
+    clusters = Table(
+        _("Pooled correlation per outcome cluster"),
+        [_("outcome cluster"), "k", _("meta-analyses"), "r", _("95% CI"), _("95% PI"), _("model")],
+        [
+            [
+                c.cluster,
+                str(c.k),
+                str(c.n_meta_analyses),
+                _r(lang, c.z),
+                lang.interval(_tanh(c.ci_lb), _tanh(c.ci_ub)),
+                lang.interval(_tanh(c.pi_lb), _tanh(c.pi_ub)) if c.pi_lb is not None else "–",
+                _(c.model),
+            ]
+            for c in res.clusters
+        ],
+        "clusters",
+    )
+    mods = [
+        *([res.cluster_test] if res.cluster_test else []),
+        *res.moderator_tests,
+        *([res.joint] if res.joint else []),
+    ]
+    moderators = Table(
+        _("Moderator tests (three-level models)"),
+        [_("moderator"), "k", "QM", "df", "p"],
+        [[_(t.name), str(t.k), lang.number(t.QM), str(t.QM_df), lang.p_value(t.QMp)] for t in mods],
+        "moderators",
+    )
+    est, se, df, p = res.egger_slope
+    blocks: list[Table | Figure] = [overall, clusters]
+    blocks.append(
+        Figure(
+            _("Forest plot: effect sizes by outcome cluster with pooled estimates."),
+            plots.svg_text(plots.forest(res, lang)),
+        )
+    )
+    blocks.append(
+        Figure(
+            _("Orchard plot: pooled estimates, confidence and prediction intervals."),
+            plots.svg_text(plots.orchard(res, lang)),
+        )
+    )
+    blocks.append(moderators)
+    blocks.append(
+        Table(
+            _("Small-study effects (standard error of z as moderator, CR2)"),
+            [_("slope"), "SE", "df", "p"],
+            [[lang.number(est, 3), lang.number(se, 3), lang.number(df, 1), lang.p_value(p)]],
+            "egger",
+        )
+    )
+    blocks.append(Figure(_("Funnel plot of the effect sizes."), plots.svg_text(plots.funnel(res, lang))))
+    if res.second_order:
+        blocks.append(
+            Table(
+                _("Schmidt-Oh second-order meta-analysis"),
+                [
+                    _("set"),
+                    "L",
+                    _("mean r"),
+                    _("variance of means"),
+                    _("% second-order sampling error"),
+                    _("reliability"),
+                ],
+                [
+                    [
+                        name,
+                        str(so.L),
+                        lang.bounded(so.mean),
+                        lang.number(so.var_means, 5),
+                        lang.number(so.percent_var_e, 1),
+                        lang.number(so.reliability),
+                    ]
+                    for name, so in res.second_order.items()
+                ],
+                "schmidt_oh",
+            )
+        )
+    if res.overlap is not None:
+        ov = res.overlap
+        labels = ov.pairs.label.value_counts()
+        blocks.append(
+            Table(
+                _("Overlap of primary studies (corrected covered area)"),
+                [
+                    _("primary studies"),
+                    "CCA (%)",
+                    _("rating"),
+                    _("pairs: slight / moderate / high / very high"),
+                    _("dependent pairs"),
+                ],
+                [
+                    [
+                        str(ov.citation_matrix.shape[0]),
+                        lang.number(ov.cca, 1) if ov.cca is not None else "–",
+                        _(ov.label) if ov.label else "–",
+                        " / ".join(str(labels.get(k, 0)) for k in ("slight", "moderate", "high", "very high")),
+                        str(int(ov.pairs.dependent.sum())),
+                    ]
+                ],
+                "overlap",
+            )
+        )
+    if res.quality is not None:
+        q = res.quality
+        blocks.append(
+            Table(
+                _("Methodological quality (AMSTAR 2)"),
+                [_("meta-analysis"), _("criteria met"), _("critical flaws"), _("overall confidence")],
+                [
+                    [str(row.meta_analysis), str(row.criteria_met), str(row.critical_flaws), _(str(row.confidence))]
+                    for row in q.itertuples()
+                ],
+                "amstar",
+            )
+        )
+    blocks.append(
+        Figure(_("Profile likelihood of the variance components."), plots.svg_text(plots.profiles(res, lang)))
+    )
+    method = [
+        _(
+            "Effect sizes were transformed to Fisher z and pooled in a three-level random-effects model with effect "
+            "sizes nested in meta-analyses, estimated by restricted maximum likelihood. Heterogeneity is reported as "
+            "I² per level; prediction intervals describe the range of true effects. Estimates were back-transformed "
+            "to r. Inference was checked with cluster-robust (CR2) standard errors and Satterthwaite degrees of "
+            "freedom, clustering by meta-analysis. Moderators were tested one at a time and jointly; small-study "
+            "effects were tested with the standard error as a moderator. Schmidt and Oh's second-order "
+            "meta-analysis, the corrected covered area of primary-study overlap and AMSTAR 2 ratings complete the "
+            "appraisal."
+        )
+    ]
+    notes = [_("Note: {note}").format(note=n) for n in res.notes]
+    section = Section(
+        _("Second-order meta-analysis"),
+        paragraphs=[answer],
+        blocks=blocks,
+        method=method + notes,
+        references=SOMA_REFERENCES,
+    )
+    return answer, section
+
+
+def _tanh(z: float | None) -> float | None:
+    return None if z is None else float(np.tanh(z))
+
+
+def recovery_section(res: RecoveryResult, lang: Language) -> tuple[str, Section]:
+    """The one-sentence answer and the section of a DDD learning-recovery model."""
+    _ = lang
+    c, rb = res.coefficients, res.robust
+    index = {n: i for i, n in enumerate(c.names)}
+    significant = [t for t in res.ddd_terms if c.pval[index[t]] < 0.05]
+    equivalent = [e.term for e in res.equivalence if e.equivalent]
+    if significant:
+        answer = _("School factors moderated the pandemic change in learning gains: {terms}.").format(
+            terms=", ".join(significant)
+        )
+    else:
+        answer = _("No school factor significantly moderated the pandemic change in learning gains.")
+    if equivalent:
+        answer += " " + _("Equivalence to zero (bounds ±{bound}) is shown for: {terms}.").format(
+            bound=lang.number(res.sesoi), terms=", ".join(equivalent)
+        )
+    undecided = [e.term for e in res.equivalence if not e.equivalent and c.pval[index[e.term]] >= 0.05]
+    if undecided:
+        answer += " " + _("For {terms} the data cannot tell no effect from a meaningful one.").format(
+            terms=", ".join(undecided)
+        )
+    coefs = Table(
+        _("Fixed effects (model-based SE with Satterthwaite df; CR2 by school)"),
+        [_("term"), _("estimate"), "SE", "df", "p", _("CR2 SE"), _("CR2 p")],
+        [
+            [
+                name + (" *" if name in res.ddd_terms else ""),
+                lang.number(c.estimate[i], 4),
+                lang.number(c.se[i], 4),
+                lang.number(c.df[i], 1),
+                lang.p_value(float(c.pval[i])),
+                lang.number(rb.se[i], 4),
+                lang.p_value(float(rb.pval[i])),
+            ]
+            for i, name in enumerate(c.names)
+        ],
+        "coefficients",
+    )
+    variance = Table(
+        _("Variance components"),
+        [_("level"), _("variance")],
+        [[_(name), lang.number(v, 5)] for name, v in res.variance_components().items()],
+        "variance",
+    )
+    equivalence = Table(
+        _("Equivalence tests (TOST) and minimum detectable effects (80% power)"),
+        [_("DDD effect"), _("estimate"), _("90% CI"), _("TOST p"), _("equivalent"), _("MDE")],
+        [
+            [
+                e.term,
+                lang.number(e.estimate, 4),
+                lang.interval(e.ci90_lb, e.ci90_ub, 4, bounded=False),
+                lang.p_value(e.pval),
+                _("yes") if e.equivalent else _("no"),
+                lang.number(m.mdes, 3),
+            ]
+            for e, m in zip(res.equivalence, res.mdes, strict=True)
+        ],
+        "equivalence",
+    )
+    blocks: list[Table | Figure] = [coefs, variance, equivalence]
+    blocks.append(
+        Figure(
+            _("DDD effects with 95% and 90% confidence intervals and the equivalence bounds."),
+            plots.svg_text(plots.ddd_effects(res, lang)),
+        )
+    )
+    for mod in res.moderators:
+        blocks.append(
+            Figure(
+                _("Mean gain by cohort and tercile of {moderator}.").format(moderator=mod),
+                plots.svg_text(plots.gain_by_tercile(res, mod, lang)),
+            )
+        )
+    unit = _("per SD of the school factor") if res.standardized else _("per unit of the school factor")
+    method = [
+        _(
+            "Learning gains from the first to the second assessment were analysed with a multilevel "
+            "difference-in-difference-in-difference model: random intercepts for schools and for school-by-cohort "
+            "cells, fixed effects for the pandemic cohorts, the school factors and their interactions, estimated by "
+            "restricted maximum likelihood. The interaction of pandemic cohort and school factor (the DDD effect) "
+            "tests whether the pandemic change in gains depends on the school factor. Standard errors are "
+            "model-based with Satterthwaite degrees of freedom and, as a check, cluster-robust (CR2) by school. Two "
+            "one-sided tests against the smallest effect of interest (±{bound} score units {unit}) show whether a "
+            "null result is evidence of no meaningful effect; the minimum detectable effect gives the design's "
+            "sensitivity."
+        ).format(bound=lang.number(res.sesoi), unit=unit)
+    ]
+    notes = [_("Note: {note}").format(note=n) for n in (*res.notes, *res.warnings)]
+    section = Section(
+        _("Learning recovery after the pandemic"),
+        paragraphs=[
+            answer,
+            _("{students} students in {schools} schools; pandemic cohorts: {cohorts}.").format(
+                students=lang.number(res.n_students, 0),
+                schools=lang.number(res.n_schools, 0),
+                cohorts=", ".join(res.pandemic_cohorts),
+            ),
+        ],
+        blocks=blocks,
+        method=method + notes,
+        references=RECOVERY_REFERENCES,
+    )
+    return answer, section

@@ -1,0 +1,76 @@
+"""Study files: the same numbers from CSV, SPSS and Parquet inputs; bad study files name the key."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyreadstat
+import pytest
+
+from edueffects import InputError
+from edueffects.cli import main
+from edueffects.report.study import run_study
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    for name in ("tsr_effects.csv", "tsr_studies.csv", "tsr_amstar.csv", "state.csv", "study.toml"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    return tmp_path
+
+
+def _numbers(report: Path) -> tuple[object, object]:
+    soma = json.loads((report / "soma.json").read_text())
+    rec = json.loads((report / "recovery.json").read_text())
+    return soma["overall"], rec["coefficients"]
+
+
+def test_spss_and_parquet_inputs_give_the_csv_numbers(folder: Path) -> None:
+    csv_report = run_study(folder / "study.toml", folder / "csv", None, quiet=True).parent
+    effects = pd.read_csv(folder / "tsr_effects.csv")
+    pyreadstat.write_sav(effects, str(folder / "tsr_effects.sav"))
+    pd.read_csv(folder / "state.csv").to_parquet(folder / "state.parquet", index=False)
+    toml = (folder / "study.toml").read_text().replace('"tsr_effects.csv"', '"tsr_effects.sav"')
+    toml = toml.replace('"state.csv"', '"state.parquet"')
+    (folder / "other.toml").write_text(toml)
+    other_report = run_study(folder / "other.toml", folder / "other", None, quiet=True).parent
+    assert _numbers(csv_report) == _numbers(other_report)
+    page = (other_report / "index.html").read_text()
+    assert "tsr_effects.sav" in page and "state.parquet" in page
+    assert (other_report / "tables" / "soma_clusters.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace('school = "school"', 'schol = "school"'), "unknown key 'recovery.schol'"),
+        (
+            lambda t: t.replace('data = "state.csv"', 'data = "missing.csv"'),
+            "key 'recovery.data': file 'missing.csv' does not exist",
+        ),
+        (lambda t: t.replace("sesoi = 0.05", 'sesoi = "small"'), "key 'recovery.sesoi' must be a number"),
+        (lambda t: t.replace('school = "school"', 'school = "campus"'), "[recovery] column 'campus' not found"),
+        (lambda t: t.replace('cluster = "outcome_cluster"', 'cluster = "domain"'), "[soma] column 'domain' not found"),
+        (lambda t: t.replace("standardize = true", "standardize = yes"), "is not valid TOML"),
+        (lambda t: t.replace('language = "en"', 'language = "fr"'), "language 'fr'"),
+    ],
+)
+def test_bad_study_file_gives_one_line_and_no_report(folder: Path, edit, message) -> None:  # type: ignore[no-untyped-def]
+    (folder / "bad.toml").write_text(edit((folder / "study.toml").read_text()))
+    with pytest.raises(InputError) as err:
+        run_study(folder / "bad.toml", folder / "report", None, quiet=True)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (folder / "report").exists()
+
+
+def test_report_command_exit_codes(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(folder / "study.toml"), "--out", str(folder / "r"), "--lang", "nl", "--quiet"]) == 0
+    assert "Rapport geschreven" in capsys.readouterr().out
+    assert '<html lang="nl">' in (folder / "r" / "index.html").read_text()
+    assert main(["report", str(folder / "nope.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
