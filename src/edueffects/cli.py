@@ -89,6 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
     r.add_argument("--plots", metavar="DIR", help="write figures (SVG and PNG) into DIR")
     r.add_argument("--mdes-sims", type=int, default=0, metavar="N", help="check each MDE by N simulations (gain model)")
+    r.add_argument("--quiet", action="store_true", help="no progress display")
 
     pw = sub.add_parser("power", help="simulation-based power analysis")
     pw_sub = pw.add_subparsers(dest="what", required=True)
@@ -114,6 +115,7 @@ def _build_parser() -> argparse.ArgumentParser:
     so.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
     so.add_argument("--plots", metavar="DIR", help="write forest, orchard, funnel and profile plots (SVG, PNG)")
     so.add_argument("--example", action="store_true", help="use the embedded SYNTHETIC example instead of FILE")
+    so.add_argument("--quiet", action="store_true", help="no progress display")
 
     sim = sub.add_parser("simulate", help="write a simulated (synthetic) data set")
     sim_sub = sim.add_subparsers(dest="what", required=True)
@@ -197,10 +199,17 @@ def _run_recovery(args: argparse.Namespace) -> int:
         "sesoi": args.sesoi,
         "mdes_simulations": args.mdes_sims,
     }
-    if args.domain:
-        results = recovery_by_domain(args.file, args.domain, **options)
-    else:
-        results = {"": recovery(args.file, **options)}  # type: ignore[arg-type]
+    from edueffects.report.study import progress_reporter
+
+    step, stop = progress_reporter(args.quiet)
+    try:
+        step("reading, aggregating and fitting")
+        if args.domain:
+            results = recovery_by_domain(args.file, args.domain, **options)
+        else:
+            results = {"": recovery(args.file, **options)}  # type: ignore[arg-type]
+    finally:
+        stop()
     if args.plots:
         from edueffects.report.plots import recovery_figures
 
@@ -258,15 +267,22 @@ def _run_soma(args: argparse.Namespace) -> int:
         effects = read_table(args.file)
         studies = read_table(args.studies) if args.studies else None
         amstar = read_table(args.amstar) if args.amstar else None
-    result = soma(
-        effects,
-        measure=args.measure,
-        moderators=args.moderators,
-        studies=studies,
-        amstar=amstar,
-        outcome_clusters=args.clusters,
-        synthetic=bool(args.example),
-    )
+    from edueffects.report.study import progress_reporter
+
+    step, stop = progress_reporter(args.quiet)
+    try:
+        step("second-order meta-analysis (with profile likelihoods)")
+        result = soma(
+            effects,
+            measure=args.measure,
+            moderators=args.moderators,
+            studies=studies,
+            amstar=amstar,
+            outcome_clusters=args.clusters,
+            synthetic=bool(args.example),
+        )
+    finally:
+        stop()
     if args.plots:
         from edueffects.report.plots import soma_figures
 
@@ -334,7 +350,8 @@ def _run_report(args: argparse.Namespace) -> int:
     from edueffects.report.study import run_study
 
     index = run_study(Path(args.study), Path(args.out) if args.out else None, args.lang, quiet=args.quiet)
-    print(Language.of(args.lang or "en")("Report written to {path}").format(path=index))
+    lang = Language.of(args.lang or "en")
+    print(lang("Report written to {path}").format(path=index))
     return 0
 
 
@@ -357,7 +374,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_report(args)
         return _run_demo(args)
     except InputError as exc:
-        print(f"edueffects: error: {exc}", file=sys.stderr)
+        from edueffects.report.i18n import Language
+
+        lang = Language.of(getattr(args, "lang", None) or "en")
+        print(lang("edueffects: error: {message}").format(message=exc), file=sys.stderr)
         return 2
 
 

@@ -123,3 +123,18 @@ def test_missing_moderator_is_reported_in_every_model(state: pd.DataFrame) -> No
     cross = simulate.to_long(state).drop(columns=["student"]).assign(score=lambda d: d.score.where(d.index != 8))
     with pytest.raises(InputError, match="column 'score' is missing in 1 row"):
         fit(cross, long=True, occasion="occasion", score="score", pre=None, post=None)
+
+
+def test_spss_and_stata_files_are_read(state: pd.DataFrame, tmp_path: Path) -> None:
+    import pyreadstat
+
+    small = state[["school", "cohort", "ses", "nongerman", "score5", "score8"]]
+    pyreadstat.write_sav(small, str(tmp_path / "s.sav"))
+    pyreadstat.write_dta(small, str(tmp_path / "s.dta"))
+    a = fit(small)
+    for name in ("s.sav", "s.dta"):
+        b = fit(tmp_path / name)
+        np.testing.assert_allclose(b.coefficients.estimate, a.coefficients.estimate, rtol=1e-9)  # type: ignore[attr-defined]
+    (tmp_path / "bad.sav").write_bytes(b"$FL2 broken")
+    with pytest.raises(InputError, match="could not be read as SAV"):
+        fit(tmp_path / "bad.sav")

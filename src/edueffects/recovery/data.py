@@ -132,7 +132,10 @@ def _connect_all(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
         elif suffix == ".parquet":
             con.execute(f"CREATE TEMP VIEW src_all AS SELECT * FROM read_parquet({literal})")
         else:
-            raise InputError(f"file '{path}': unsupported format '{suffix}' (use .csv or .parquet)")
+            from edueffects.io import read_table
+
+            con.register("src_frame", read_table(path))  # Excel, SPSS, Stata: read whole, value labels applied
+            con.execute("CREATE TEMP VIEW src_all AS SELECT * FROM src_frame")
         con.execute("SELECT * FROM src_all LIMIT 1").fetchall()
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
@@ -193,23 +196,33 @@ def _check_nulls(con: duckdb.DuckDBPyConnection, columns: Sequence[str], spec: R
             raise InputError(f"column '{col}' is missing in {n} row(s) (first in school {where}); nothing was dropped")
 
 
+def cohort_label(value: object) -> str:
+    """A cohort as text; integer-valued numbers print as integers (SPSS stores 2018 as 2018.0)."""
+    try:
+        number = float(str(value))
+    except ValueError:
+        return str(value)
+    return str(int(number)) if number.is_integer() else str(value)
+
+
 def _pandemic_flags(cohorts: pd.Series, spec: RecoverySpec) -> Array:
     """1 for pandemic-affected cohorts; errors for unknown cohorts or no comparison cohort."""
-    labels = cohorts.astype(str)
+    labels = cohorts.map(cohort_label)
     found = sorted(labels.unique())
     if not spec.pandemic_cohorts:
         raise InputError("name the pandemic-affected cohorts (--pandemic-cohorts)")
-    unknown = [c for c in spec.pandemic_cohorts if c not in found]
+    listed = [cohort_label(c) for c in spec.pandemic_cohorts]
+    unknown = [c for c in listed if c not in found]
     if unknown:
         raise InputError(
             f"pandemic cohort(s) {', '.join(unknown)} not found in column '{spec.cohort}' (cohorts: {', '.join(found)})"
         )
-    if set(found) <= set(spec.pandemic_cohorts):
+    if set(found) <= set(listed):
         raise InputError(
             f"every cohort in column '{spec.cohort}' is marked as pandemic-affected: "
             "a pre-pandemic cohort is needed as the comparison"
         )
-    return np.asarray(labels.isin(spec.pandemic_cohorts).to_numpy(), dtype=np.float64)
+    return np.asarray(labels.isin(listed).to_numpy(), dtype=np.float64)
 
 
 def _check_moderators(frame: pd.DataFrame, spec: RecoverySpec) -> tuple[str, ...]:

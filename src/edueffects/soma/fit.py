@@ -161,6 +161,10 @@ def soma(
             r_yq = float(np.corrcoef(per_ma.year, per_ma.quality)[0, 1])
             t = r_yq * np.sqrt((len(per_ma) - 2) / max(1e-300, 1 - r_yq**2))
             year_quality = (r_yq, float(2 * t_sf(abs(t), len(per_ma) - 2)), len(per_ma))
+    notes += [f"overall model: {w}" for w in overall.warnings]
+    for test in (*tests, *([joint] if joint else [])):
+        if test.n_dropped:
+            notes.append(f"moderator model '{test.name}': {test.n_dropped} row(s) with missing values dropped")
     profiles = {name: overall.profile(i, points=21) for i, name in enumerate(overall.variance_names)}
     return SomaResult(
         profiles=profiles,
