@@ -85,3 +85,24 @@ def coefficient_table(
         ci_ub=estimate + crit * se,
         level=level,
     )
+
+
+class CoefficientAccessors:
+    """``coef()``, ``se()`` and ``confint()`` for any result holding a ``coefficients`` table."""
+
+    coefficients: CoefficientTable
+
+    def coef(self) -> pd.Series:
+        return pd.Series(self.coefficients.estimate, index=list(self.coefficients.names), name="estimate")
+
+    def se(self) -> pd.Series:
+        return pd.Series(self.coefficients.se, index=list(self.coefficients.names), name="se")
+
+    def confint(self) -> pd.DataFrame:
+        c = self.coefficients
+        return pd.DataFrame({"ci_lb": c.ci_lb, "ci_ub": c.ci_ub}, index=list(c.names))
+
+
+def information_criteria(loglik: float, n_params: int, n_bic: float) -> tuple[float, float]:
+    """AIC ``-2 l + 2 q`` and BIC ``-2 l + q log(n)`` (``n``: k - p under REML in metafor, rows in lme4)."""
+    return -2.0 * loglik + 2.0 * n_params, -2.0 * loglik + n_params * float(np.log(n_bic))

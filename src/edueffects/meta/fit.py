@@ -10,7 +10,7 @@ import pandas as pd
 
 from edueffects.core.distributions import chi2_sf, f_sf
 from edueffects.core.errors import InputError
-from edueffects.core.inference import coefficient_table, critical_value
+from edueffects.core.inference import coefficient_table, critical_value, information_criteria
 from edueffects.core.linalg import weighted_ls
 from edueffects.core.nested import Convergence, Evaluation, design_from_rows, evaluate, maximize
 from edueffects.core.profile import VarianceInterval, profile_interval, q_profile_interval
@@ -129,8 +129,7 @@ def meta(
     n_var = theta.size
     parms = p + n_var
     loglik = fit_ev.loglik
-    aic = -2.0 * loglik + 2.0 * parms
-    bic = -2.0 * loglik + parms * np.log(k - p if ll_method == "REML" else k)
+    aic, bic = information_criteria(loglik, parms, k - p if ll_method == "REML" else k)
 
     total_var = float(np.sum(theta))
     i2_levels = tuple(float(100.0 * t / (total_var + typical_v)) for t in theta)

@@ -10,7 +10,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from edueffects.core.errors import InputError
-from edueffects.core.inference import CoefficientTable, coefficient_table
+from edueffects.core.inference import CoefficientAccessors, CoefficientTable, coefficient_table
 from edueffects.core.jet import Array
 from edueffects.core.nested import Convergence, design_from_rows
 from edueffects.core.profile import VarianceInterval, profile_curve
@@ -124,7 +124,7 @@ def _coef_block(table: CoefficientTable, stat_name: str) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class MetaResult:
+class MetaResult(CoefficientAccessors):
     """A fitted meta-analytic model: coefficients, heterogeneity, fit statistics and convergence."""
 
     model: Literal["fixed", "univariate", "multilevel"]
@@ -161,18 +161,6 @@ class MetaResult:
     def tidy(self) -> pd.DataFrame:
         """Coefficients as a DataFrame: term, estimate, se, stat, df, pval, ci_lb, ci_ub."""
         return self.coefficients.to_frame()
-
-    def coef(self) -> pd.Series:
-        return pd.Series(self.coefficients.estimate, index=list(self.coefficients.names), name="estimate")
-
-    def se(self) -> pd.Series:
-        return pd.Series(self.coefficients.se, index=list(self.coefficients.names), name="se")
-
-    def confint(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            {"ci_lb": self.coefficients.ci_lb, "ci_ub": self.coefficients.ci_ub},
-            index=list(self.coefficients.names),
-        )
 
     # --- re-inference ------------------------------------------------------------------------
     def robust(self, cluster: str | NDArray[np.generic] | pd.Series, level: float | None = None) -> RobustResult:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from edueffects.core.equivalence import minimum_detectable_effect, tost
 from edueffects.core.errors import InputError
-from edueffects.core.inference import CoefficientTable, coefficient_table
+from edueffects.core.inference import CoefficientTable, coefficient_table, information_criteria
 from edueffects.core.jet import Array
 from edueffects.core.nested import Evaluation, maximize
 from edueffects.core.robust import cr2
@@ -241,6 +241,7 @@ def _fit_one(
     n_fixed = len(mf.names)
     parms = n_fixed + n_var
     loglik = ev.loglik
+    aic, bic = information_criteria(loglik, parms, mf.design.n_obs)
     return RecoveryResult(
         model=cells.kind,
         method=method,
@@ -256,8 +257,8 @@ def _fit_one(
         variance_names=mf.variance_names,
         variance=ev.theta,
         loglik=loglik,
-        aic=-2.0 * loglik + 2.0 * parms,
-        bic=-2.0 * loglik + parms * np.log(mf.design.n_obs),
+        aic=aic,
+        bic=bic,
         robust=robust,
         robust_clusters=n_clusters,
         equivalence=equivalence,

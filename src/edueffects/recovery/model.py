@@ -83,55 +83,50 @@ def build(cells: CellTable, moderators: Sequence[str], method: Method) -> ModelF
     occ = cells.occasion_label
     if cells.kind == "gain":
         terms = term_list(["pandemic"], moderators, dose)
-        x = _columns(frame, terms)
-        n = frame["n"].to_numpy(dtype=np.float64)
-        stats = unit_statistics(x, frame["sum"].to_numpy(np.float64), frame["sumsq"].to_numpy(np.float64), n)
         school, cell = _codes(frame)
-        design = design_from_units(
-            x.shape[1], stats, np.zeros(len(frame)), [school, cell], True, reml_includes_xtx=False
-        )
-        names = ["(Intercept)", *(":".join(t) for t in terms)]
-        ddd = tuple(f"pandemic:{m}" for m in moderators)
-        root = np.sqrt(n)
-        return ModelFrame(
-            names=tuple(names),
-            ddd_terms=ddd,
-            variance_names=("school", "school:cohort", "residual"),
-            design=design,
-            block_x=x,
-            block_sum_y=frame["sum"].to_numpy(np.float64),
-            block_n=n,
-            block_school=school,
-            block_levels=(school, cell),
-            block_loadings=(root, root),
-        )
+        return _cell_units(
+            frame, _columns(frame, terms), ["(Intercept)", *(":".join(t) for t in terms)],
+            tuple(f"pandemic:{m}" for m in moderators), ("school", "school:cohort", "residual"), (school, cell),
+        )  # fmt: skip
     terms = term_list([occ, "pandemic"], moderators, dose)
     names = ["(Intercept)", *(":".join(t) for t in terms)]
     ddd = tuple(f"{occ}:pandemic:{m}" for m in moderators)
     if cells.kind == "long_unlinked":
-        values = frame.rename(columns={"occasion": occ})
-        x = _columns(values, terms)
-        n = frame["n"].to_numpy(dtype=np.float64)
-        stats = unit_statistics(x, frame["sum"].to_numpy(np.float64), frame["sumsq"].to_numpy(np.float64), n)
         school, cell = _codes(frame)
         cell_occ = (cell * 2 + frame["occasion"].to_numpy(np.intp)).astype(np.intp)
-        design = design_from_units(
-            x.shape[1], stats, np.zeros(len(frame)), [school, cell, cell_occ], True, reml_includes_xtx=False
-        )
-        root = np.sqrt(n)
-        return ModelFrame(
-            names=tuple(names),
-            ddd_terms=ddd,
-            variance_names=("school", "school:cohort", "school:cohort:occasion", "residual"),
-            design=design,
-            block_x=x,
-            block_sum_y=frame["sum"].to_numpy(np.float64),
-            block_n=n,
-            block_school=school,
-            block_levels=(school, cell, cell_occ),
-            block_loadings=(root, root, root),
-        )
+        x = _columns(frame.rename(columns={"occasion": occ}), terms)
+        variance_names = ("school", "school:cohort", "school:cohort:occasion", "residual")
+        return _cell_units(frame, x, names, ddd, variance_names, (school, cell, cell_occ))
     return _linked(frame, terms, names, ddd, occ)
+
+
+def _cell_units(
+    frame: pd.DataFrame,
+    x: Array,
+    names: list[str],
+    ddd: tuple[str, ...],
+    variance_names: tuple[str, ...],
+    levels: tuple[IntArray, ...],
+) -> ModelFrame:
+    """Units of ``n`` students sharing ``x`` (columns ``n, sum, sumsq``), nested in ``levels``; each
+    unit is also one CR2 block (loading ``sqrt(n)`` at every level)."""
+    n = frame["n"].to_numpy(dtype=np.float64)
+    total = frame["sum"].to_numpy(np.float64)
+    stats = unit_statistics(x, total, frame["sumsq"].to_numpy(np.float64), n)
+    design = design_from_units(x.shape[1], stats, np.zeros(len(frame)), list(levels), True, reml_includes_xtx=False)
+    root = np.sqrt(n)
+    return ModelFrame(
+        names=tuple(names),
+        ddd_terms=ddd,
+        variance_names=variance_names,
+        design=design,
+        block_x=x,
+        block_sum_y=total,
+        block_n=n,
+        block_school=levels[0],
+        block_levels=levels,
+        block_loadings=tuple(root for _ in levels),
+    )
 
 
 def _linked(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from edueffects.core.equivalence import DetectableEffect, EquivalenceTest
-from edueffects.core.inference import CoefficientTable
+from edueffects.core.inference import CoefficientAccessors, CoefficientTable
 from edueffects.core.jet import Array
 from edueffects.core.nested import Convergence
 
@@ -23,7 +23,7 @@ def _f(value: float, digits: int = 4) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class RecoveryResult:
+class RecoveryResult(CoefficientAccessors):
     """A fitted DDD recovery model with model-based, cluster-robust and equivalence inference."""
 
     model: str
@@ -62,17 +62,6 @@ class RecoveryResult:
         frame["robust_pval"] = self.robust.pval
         frame["ddd"] = frame.term.isin(self.ddd_terms)
         return frame
-
-    def coef(self) -> pd.Series:
-        return pd.Series(self.coefficients.estimate, index=list(self.coefficients.names), name="estimate")
-
-    def se(self) -> pd.Series:
-        return pd.Series(self.coefficients.se, index=list(self.coefficients.names), name="se")
-
-    def confint(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            {"ci_lb": self.coefficients.ci_lb, "ci_ub": self.coefficients.ci_ub}, index=list(self.coefficients.names)
-        )
 
     def variance_components(self) -> dict[str, float]:
         return {name: float(v) for name, v in zip(self.variance_names, self.variance, strict=True)}
