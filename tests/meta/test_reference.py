@@ -100,6 +100,17 @@ def _expected_vs_actual(case: dict[str, Any], res: MetaResult) -> list[tuple[str
             ("cr2_ci_lb", rob["ci_lb"], rr.ci_lb),
             ("cr2_ci_ub", rob["ci_ub"], rr.ci_ub),
         ]
+    if "egger" in case:
+        # metafor's regtest(): the intercept-only model of the case with sei = sqrt(vi) as moderator
+        spec = case["model"]
+        data = pd.read_csv(HERE / spec["data"])
+        egger = meta(
+            data.assign(sei=np.sqrt(data[spec["vi"]])), spec["yi"], spec["vi"], method=spec["method"], mods=["sei"]
+        )
+        pairs += [
+            ("egger_z", case["egger"]["z"], egger.coefficients.stat[1]),
+            ("egger_p", case["egger"]["p"], egger.coefficients.pval[1]),
+        ]
     if "back_transformed_r" in case:
         bt = case["back_transformed_r"]
         r = res.back_transform("z_to_r")
