@@ -199,7 +199,7 @@ def _run_recovery(args: argparse.Namespace) -> int:
         "sesoi": args.sesoi,
         "mdes_simulations": args.mdes_sims,
     }
-    from edueffects.report.study import progress_reporter
+    from edueffects.progress import progress_reporter
 
     step, stop = progress_reporter(args.quiet)
     try:
@@ -267,7 +267,7 @@ def _run_soma(args: argparse.Namespace) -> int:
         effects = read_table(args.file)
         studies = read_table(args.studies) if args.studies else None
         amstar = read_table(args.amstar) if args.amstar else None
-    from edueffects.report.study import progress_reporter
+    from edueffects.progress import progress_reporter
 
     step, stop = progress_reporter(args.quiet)
     try:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,6 +22,7 @@ import pandas as pd
 
 from edueffects.core.errors import InputError
 from edueffects.io import checksum, read_table
+from edueffects.progress import progress_reporter
 from edueffects.report.document import Section, Table, document
 from edueffects.report.i18n import Language
 from edueffects.report.sections import recovery_section, soma_section
@@ -194,22 +194,6 @@ def write(study: Study, out: Path) -> Path:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, target)
     return out / "index.html"
-
-
-Progress = Callable[[str], None]
-
-
-def progress_reporter(quiet: bool) -> tuple[Progress, Callable[[], None]]:
-    """A spinner with step names on a terminal; silent when piped or quiet."""
-    if quiet or not sys.stderr.isatty():
-        return (lambda _step: None), (lambda: None)
-    from rich.progress import Progress as RichProgress
-    from rich.progress import SpinnerColumn, TextColumn
-
-    bar = RichProgress(SpinnerColumn(), TextColumn("{task.description}"), transient=True)
-    task = bar.add_task("", total=None)
-    bar.start()
-    return (lambda step: bar.update(task, description=step)), bar.stop
 
 
 def demo(out: Path, language: Language, quiet: bool = False) -> Path:
