@@ -175,3 +175,12 @@ def test_soma_example_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     code = main(["soma", str(effects), "--studies", str(tmp_path / "tsr_studies.csv"), "--clusters", "motivation"])
     assert code == 2
     assert "unknown outcome cluster" in capsys.readouterr().err
+
+
+def test_errors_follow_the_language(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["meta", str(REF / "bcg.csv"), "--yi", "effect", "--vi", "vi", "--lang", "de"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edueffects: Fehler: Spalte 'effect' nicht gefunden (vorhanden: trial")
+    assert main(["recovery", "nope.csv", "--school", "s", "--cohort", "c", "--pandemic-cohorts", "1",
+                 "--moderators", "m", "--pre", "a", "--post", "b", "--lang", "nl"]) == 2  # fmt: skip
+    assert capsys.readouterr().err.strip() == "edueffects: fout: bestand 'nope.csv' bestaat niet"

@@ -42,7 +42,7 @@ def write_json(payload: dict[str, object], target: str) -> None:
         return
     path = Path(target)
     if not path.parent.exists():
-        raise InputError(f"--json: folder '{path.parent}' does not exist")
+        raise InputError("--json: folder '{0}' does not exist", path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".edueffects-", suffix=".json")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text + "\n")
@@ -53,8 +53,10 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edueffects", description="Evidence synthesis for education research.")
     parser.add_argument("--version", action="version", version=f"edueffects {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--lang", choices=["en", "nl", "de"], help="language of messages (en, nl, de)")
 
-    m = sub.add_parser("meta", help="fit a meta-analytic model to a table of effect sizes")
+    m = sub.add_parser("meta", parents=[common], help="fit a meta-analytic model to a table of effect sizes")
     m.add_argument("file", help="CSV/TSV file with one row per effect size")
     m.add_argument("--yi", required=True, help="column of effect sizes")
     m.add_argument("--vi", required=True, help="column of sampling variances")
@@ -70,7 +72,9 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-variance-ci", action="store_true", help="skip confidence intervals of variance components")
     m.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
 
-    r = sub.add_parser("recovery", help="DDD model of learning recovery on a student table (CSV or Parquet)")
+    r = sub.add_parser(
+        "recovery", parents=[common], help="DDD model of learning recovery on a student table (CSV or Parquet)"
+    )
     r.add_argument("file", help="student table: one row per student (or per student and occasion with --long)")
     r.add_argument("--school", required=True)
     r.add_argument("--cohort", required=True)
@@ -93,7 +97,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     pw = sub.add_parser("power", help="simulation-based power analysis")
     pw_sub = pw.add_subparsers(dest="what", required=True)
-    pr = pw_sub.add_parser("recovery", help="power of the DDD effects on simulated states")
+    pr = pw_sub.add_parser("recovery", parents=[common], help="power of the DDD effects on simulated states")
     pr.add_argument("--moderator", default="ses", choices=["ses", "nongerman", "lost_days"])
     pr.add_argument("--effects", nargs="+", type=float, default=[0.0, 0.01, 0.02, 0.03], metavar="EFFECT")
     pr.add_argument("--reps", type=int, default=100)
@@ -105,7 +109,7 @@ def _build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
 
-    so = sub.add_parser("soma", help="second-order meta-analysis of meta-analytic effect sizes")
+    so = sub.add_parser("soma", parents=[common], help="second-order meta-analysis of meta-analytic effect sizes")
     so.add_argument("file", nargs="?", help="effect-size table (CSV): one row per meta-analytic effect size")
     so.add_argument("--studies", help="table of meta_analysis x study (primary studies included): overlap")
     so.add_argument("--amstar", help="table of AMSTAR 2 ratings (meta_analysis, item1 ... item16)")
@@ -119,7 +123,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="write a simulated (synthetic) data set")
     sim_sub = sim.add_subparsers(dest="what", required=True)
-    sr = sim_sub.add_parser("recovery", help="a simulated state: grade 5 -> 8, three cohorts")
+    sr = sim_sub.add_parser("recovery", parents=[common], help="a simulated state: grade 5 -> 8, three cohorts")
     sr.add_argument("--out", required=True, help="output file (.csv or .parquet)")
     sr.add_argument("--schools", type=int, default=1100)
     sr.add_argument("--students-per-school", type=float, default=65.0)
@@ -128,13 +132,15 @@ def _build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--ddd-nongerman", type=float, default=0.0)
     sr.add_argument("--ddd-lost-days", type=float, default=0.0)
     sr.add_argument("--long", action="store_true", help="one row per student and occasion")
-    ss = sim_sub.add_parser("soma", help="a simulated SOMA shaped like the TSR review (three CSV files)")
+    ss = sim_sub.add_parser(
+        "soma", parents=[common], help="a simulated SOMA shaped like the TSR review (three CSV files)"
+    )
     ss.add_argument("--out", required=True, help="effects CSV; the studies and AMSTAR tables go beside it")
     ss.add_argument("--seed", type=int, default=2025)
 
     d = sub.add_parser("demo", help="the main job: a report of the embedded example analyses")
     d.add_argument("--out", default="edueffects-demo", help="report folder (default ./edueffects-demo/)")
-    d.add_argument("--lang", default="en", choices=["en", "nl", "de"], help="report language")
+    d.add_argument("--lang", default="en", choices=["en", "nl", "de"], help="report and message language")
     d.add_argument("--quiet", action="store_true", help="no progress display")
 
     rp = sub.add_parser("report", help="run a study file (TOML) and write its report")
@@ -301,7 +307,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
     if args.what == "soma":
         out = Path(args.out)
         if out.suffix.lower() != ".csv" or not out.parent.exists():
-            raise InputError(f"--out: give a .csv file in an existing folder (got '{out}')")
+            raise InputError("--out: give a .csv file in an existing folder (got '{0}')", out)
         example = simulate.soma(seed=args.seed)
         tables = {out: example.effects, out.with_name(out.stem + "_studies.csv"): example.studies,
                   out.with_name(out.stem + "_amstar.csv"): example.amstar}  # fmt: skip
@@ -312,9 +318,9 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
-        raise InputError(f"--out: use a .csv or .parquet file name (got '{out.name}')")
+        raise InputError("--out: use a .csv or .parquet file name (got '{0}')", out.name)
     if not out.parent.exists():
-        raise InputError(f"--out: folder '{out.parent}' does not exist")
+        raise InputError("--out: folder '{0}' does not exist", out.parent)
     data = simulate.recovery(
         seed=args.seed,
         n_schools=args.schools,
@@ -377,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edueffects.report.i18n import Language
 
         lang = Language.of(getattr(args, "lang", None) or "en")
-        print(lang("edueffects: error: {message}").format(message=exc), file=sys.stderr)
+        print(lang("edueffects: error: {message}").format(message=exc.translated(lang)), file=sys.stderr)
         return 2
 
 

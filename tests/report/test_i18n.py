@@ -1,4 +1,5 @@
-"""Catalogues: every message of the report is translated into Dutch and German, placeholders intact."""
+"""Catalogues: every message of the report and every error message is translated into Dutch and German,
+placeholders intact."""
 
 from __future__ import annotations
 
@@ -16,27 +17,26 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "edueffects"
 
 def messages() -> list[str]:
     found: list[str] = []
-    for path in [*sorted((SRC / "report").glob("*.py")), SRC / "cli.py"]:
-        for _line, msg, _comments, _ctx in extract_from_file(
-            "python", str(path), keywords={"_": None, "tr": None, "lang": None}
-        ):
+    keywords = {"_": None, "tr": None, "lang": None, "InputError": (1,), "Phrase": (1,)}
+    for path in sorted(SRC.rglob("*.py")):
+        for _line, msg, _comments, _ctx in extract_from_file("python", str(path), keywords=keywords):
             text = msg[0] if isinstance(msg, tuple) else msg
             if text not in found:
                 found.append(text)
-    return [*found, *DYNAMIC_MESSAGES]
+    return [*found, *(m for m in DYNAMIC_MESSAGES if m not in found)]
 
 
 MESSAGES = messages()
 
 
-def placeholders(text: str) -> set[str]:
-    return set(re.findall(r"\{[a-z_]*\}", text))
+def placeholders(text: str) -> list[str]:
+    return sorted(re.findall(r"\{[0-9a-z_]*(?::[^}]*)?\}", text))
 
 
 @pytest.mark.parametrize("code", ["nl", "de"])
 def test_every_message_is_translated(code: str) -> None:
     lang = Language.of(code)
-    assert len(MESSAGES) > 100
+    assert len(MESSAGES) > 200
     same_in_all = {
         "CR2 p",
         "CR2 SE",
@@ -51,6 +51,7 @@ def test_every_message_is_translated(code: str) -> None:
         "school:cohort",
         "term",
         "equivalent",
+        "[{0}] {1}",
     }
     untranslated = [m for m in MESSAGES if lang(m) == m and m not in same_in_all]
     assert not untranslated, untranslated

@@ -26,24 +26,26 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """Read one table; the format follows the file extension."""
     file = Path(path)
     if not file.exists():
-        raise InputError(f"file '{file}' does not exist")
+        raise InputError("file '{0}' does not exist", file)
     if not file.is_file():
-        raise InputError(f"'{file}' is not a file")
+        raise InputError("'{0}' is not a file", file)
     suffix = file.suffix.lower()
     if suffix not in FORMATS:
-        raise InputError(f"file '{file}': unsupported format '{suffix or '(none)'}' (use {', '.join(FORMATS)})")
+        raise InputError("file '{0}': unsupported format '{1}' (use {2})", file, suffix or "(none)", ", ".join(FORMATS))
     try:
         frame = _read(file, suffix)
     except InputError:
         raise
     except UnicodeDecodeError as exc:
-        raise InputError(f"file '{file}' is not UTF-8 text (byte {exc.start}): save it as UTF-8") from exc
+        raise InputError("file '{0}' is not UTF-8 text (byte {1}): save it as UTF-8", file, exc.start) from exc
     except pd.errors.EmptyDataError as exc:
-        raise InputError(f"file '{file}' is empty") from exc
+        raise InputError("file '{0}' is empty", file) from exc
     except Exception as exc:  # parsers of five formats raise many types; one clear line for each
-        raise InputError(f"file '{file}' could not be read as {suffix[1:].upper()}: {_first_line(exc)}") from exc
+        raise InputError(
+            "file '{0}' could not be read as {1}: {2}", file, suffix[1:].upper(), _first_line(exc)
+        ) from exc
     if frame.empty:
-        raise InputError(f"file '{file}' has a header but no rows")
+        raise InputError("file '{0}' has a header but no rows", file)
     return frame
 
 

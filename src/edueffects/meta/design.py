@@ -48,7 +48,7 @@ def _require_columns(data: pd.DataFrame, columns: Sequence[str]) -> None:
     for col in columns:
         if col not in data.columns:
             available = ", ".join(map(str, data.columns))
-            raise InputError(f"column '{col}' not found (available: {available})")
+            raise InputError("column '{0}' not found (available: {1})", col, available)
 
 
 def _row_list(rows: NDArray[np.intp], limit: int = 5) -> str:
@@ -64,7 +64,7 @@ def _numeric(data: pd.DataFrame, col: str) -> Array:
     bad = np.flatnonzero(converted.isna().to_numpy() & series.notna().to_numpy())
     if bad.size:
         value = series.iloc[int(bad[0])]
-        raise InputError(f"column '{col}' row {int(bad[0]) + 1}: value {value!r} is not a number")
+        raise InputError("column '{0}' row {1}: value {2} is not a number", col, int(bad[0]) + 1, repr(value))
     return converted.to_numpy(dtype=np.float64)
 
 
@@ -87,8 +87,9 @@ def moderator_matrix(
             levels = sorted(series.unique(), key=lambda v: (str(type(v)), v))
             if len(levels) < 2:
                 raise InputError(
-                    f"moderator '{col}' has a single level ({_format_level(levels[0])!r}): "
-                    "its effect cannot be estimated"
+                    "moderator '{0}' has a single level ({1}): its effect cannot be estimated",
+                    col,
+                    repr(_format_level(levels[0])),
                 )
             for level in levels[1:]:
                 columns.append((series == level).to_numpy(dtype=np.float64))
@@ -102,7 +103,7 @@ def moderator_matrix(
     x = np.column_stack(columns)
     if np.linalg.matrix_rank(x) < x.shape[1]:
         raise InputError(
-            f"moderators are collinear (the model matrix is not of full rank): check {', '.join(names[1:])}"
+            "moderators are collinear (the model matrix is not of full rank): check {0}", ", ".join(names[1:])
         )
     return x, tuple(names)
 
@@ -119,12 +120,14 @@ def prepare(
 ) -> MetaData:
     """Validate the table and build the arrays of one meta-analytic model."""
     if not isinstance(data, pd.DataFrame):
-        raise InputError(f"data must be a pandas DataFrame (got {type(data).__name__})")
+        raise InputError("data must be a pandas DataFrame (got {0})", type(data).__name__)
     if within is not None and cluster is None:
         raise InputError("'within' needs 'cluster': effects are nested within clusters")
     for col in categorical:
         if col not in mods:
-            raise InputError(f"categorical column '{col}' is not among the moderators ({', '.join(mods) or 'none'})")
+            raise InputError(
+                "categorical column '{0}' is not among the moderators ({1})", col, ", ".join(mods) or "none"
+            )
     used = [yi, vi, *([cluster] if cluster else []), *([within] if within else []), *mods]
     _require_columns(data, used)
     frame = data.reset_index(drop=True)
@@ -137,8 +140,11 @@ def prepare(
             first = int(np.flatnonzero(mask)[0])
             col = next(c for c in used if bool(frame[c].isna().iloc[first]))
             raise InputError(
-                f"column '{col}' row {first + 1} is missing; {int(mask.sum())} row(s) have missing values "
-                "(fix them, or drop them explicitly with missing='drop' / --drop-missing)"
+                "column '{0}' row {1} is missing; {2} row(s) have missing values "
+                "(fix them, or drop them explicitly with missing='drop' / --drop-missing)",
+                col,
+                first + 1,
+                int(mask.sum()),
             )
         n_dropped = int(mask.sum())
     rows = np.flatnonzero(~mask).astype(np.intp)
@@ -147,18 +153,24 @@ def prepare(
     for name, values in ((yi, y), (vi, v)):
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
-            raise InputError(f"column '{name}' row {int(rows[bad[0]]) + 1}: value {values[bad[0]]} is not finite")
+            raise InputError(
+                "column '{0}' row {1}: value {2} is not finite", name, int(rows[bad[0]]) + 1, values[bad[0]]
+            )
     nonpositive = np.flatnonzero(v <= 0)
     if nonpositive.size:
         r = int(nonpositive[0])
         raise InputError(
-            f"column '{vi}' row {int(rows[r]) + 1}: sampling variance must be > 0 (got {v[r]:g}); "
-            f"{nonpositive.size} row(s) affected: {_row_list(rows[nonpositive])}"
+            "column '{0}' row {1}: sampling variance must be > 0 (got {2:g}); {3} row(s) affected: {4}",
+            vi,
+            int(rows[r]) + 1,
+            v[r],
+            nonpositive.size,
+            _row_list(rows[nonpositive]),
         )
     x, names = moderator_matrix(frame, mods, categorical)
     k, p = x.shape
     if k <= p:
-        raise InputError(f"{k} usable row(s) for {p} coefficient(s): a model needs more rows than coefficients")
+        raise InputError("{0} usable row(s) for {1} coefficient(s): a model needs more rows than coefficients", k, p)
     level_names: list[str] = []
     codes: list[NDArray[np.intp]] = []
     if cluster is not None:

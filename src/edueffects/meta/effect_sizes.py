@@ -23,7 +23,7 @@ def _array(name: str, values: ArrayLike) -> Array:
     arr = np.asarray(values, dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(np.atleast_1d(arr)))
     if bad.size:
-        raise InputError(f"{name} row {int(bad[0]) + 1}: value is missing or not finite")
+        raise InputError("{0} row {1}: value is missing or not finite", name, int(bad[0]) + 1)
     return arr
 
 

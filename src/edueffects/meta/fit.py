@@ -46,13 +46,13 @@ def meta(
     treatment coding); ``test`` is ``z``, ``t`` (df = k - p) or ``knha`` (Knapp–Hartung, univariate).
     """
     if method not in get_args(EstimationMethod):
-        raise InputError(f"method '{method}' is not one of {', '.join(get_args(EstimationMethod))}")
+        raise InputError("method '{0}' is not one of {1}", method, ", ".join(get_args(EstimationMethod)))
     if test not in get_args(TestMethod):
-        raise InputError(f"test '{test}' is not one of z, t, knha")
+        raise InputError("test '{0}' is not one of z, t, knha", test)
     if not 0.0 < level < 100.0:
-        raise InputError(f"level must be between 0 and 100 (got {level})")
+        raise InputError("level must be between 0 and 100 (got {0})", level)
     if cluster is not None and method not in LIKELIHOOD:
-        raise InputError(f"multilevel models are fitted by REML or ML, not '{method}'")
+        raise InputError("multilevel models are fitted by REML or ML, not '{0}'", method)
     if cluster is not None and test == "knha":
         raise InputError("test 'knha' is for univariate models; use test='t' for multilevel models")
     md = prepare(data, yi, vi, cluster, within, list(mods or []), list(categorical or []), missing)

@@ -168,25 +168,26 @@ class MetaResult(CoefficientAccessors):
         fit = self.fitted
         if isinstance(cluster, str):
             if cluster not in fit.frame.columns:
-                raise InputError(f"robust cluster column '{cluster}' not found")
+                raise InputError("robust cluster column '{0}' not found", cluster)
             values = fit.frame[cluster]
             label = cluster
         else:
             values = pd.Series(np.asarray(cluster))
             label = "cluster"
             if len(values) != self.k:
-                raise InputError(f"robust cluster has {len(values)} values for {self.k} rows")
+                raise InputError("robust cluster has {0} values for {1} rows", len(values), self.k)
         if values.isna().any():
             row = int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise InputError(f"robust cluster '{label}' is missing in row {row + 1}")
+            raise InputError("robust cluster '{0}' is missing in row {1}", label, row + 1)
         codes = sorted_codes(values)
         if fit.level_codes:
             outer = fit.level_codes[0]
             per_group = pd.Series(codes).groupby(outer).nunique()
             if (per_group > 1).any():
                 raise InputError(
-                    f"robust cluster '{label}' splits clusters of the model: "
-                    "each model cluster must lie within one robust cluster"
+                    "robust cluster '{0}' splits clusters of the model: "
+                    "each model cluster must lie within one robust cluster",
+                    label,
                 )
         residuals = fit.y - fit.x @ fit.beta
         rc = cr2(

@@ -85,7 +85,7 @@ def connect(data: pd.DataFrame | str | Path, domain: tuple[str, str] | None = No
         column, value = domain
         types = {str(r[0]) for r in con.execute("DESCRIBE src_all").fetchall()}
         if column not in types:
-            raise InputError(f"domain column '{column}' not found")
+            raise InputError("domain column '{0}' not found", column)
         con.execute(
             f"CREATE TEMP VIEW src AS SELECT * FROM src_all WHERE CAST({_quote(column)} AS VARCHAR) = {_literal(value)}"
         )
@@ -99,7 +99,7 @@ def domains(data: pd.DataFrame | str | Path, column: str) -> list[str]:
     con = _connect_all(data)
     types = {str(r[0]) for r in con.execute("DESCRIBE src_all").fetchall()}
     if column not in types:
-        raise InputError(f"domain column '{column}' not found")
+        raise InputError("domain column '{0}' not found", column)
     rows = con.execute(f"SELECT DISTINCT CAST({_quote(column)} AS VARCHAR) AS d FROM src_all ORDER BY d").fetchall()
     con.close()
     return [str(r[0]) for r in rows if r[0] is not None]
@@ -123,7 +123,7 @@ def _connect_all(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
         return con
     path = Path(data)
     if not path.exists():
-        raise InputError(f"file '{path}' does not exist")
+        raise InputError("file '{0}' does not exist", path)
     literal = "'" + str(path).replace("'", "''") + "'"
     suffix = path.suffix.lower()
     try:
@@ -139,7 +139,7 @@ def _connect_all(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
         con.execute("SELECT * FROM src_all LIMIT 1").fetchall()
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
-        raise InputError(f"file '{path}' could not be read: {first}") from exc
+        raise InputError("file '{0}' could not be read: {1}", path, first) from exc
     return con
 
 
@@ -170,7 +170,7 @@ def _check_columns(con: duckdb.DuckDBPyConnection, spec: RecoverySpec) -> dict[s
                 "or --long with --occasion and --score"
             )
         if col not in types:
-            raise InputError(f"column '{col}' not found (available: {', '.join(types)})")
+            raise InputError("column '{0}' not found (available: {1})", col, ", ".join(types))
     for col in numeric:
         if not types[col].startswith(NUMERIC):
             bad = con.execute(
@@ -178,7 +178,7 @@ def _check_columns(con: duckdb.DuckDBPyConnection, spec: RecoverySpec) -> dict[s
                 f"AND TRY_CAST({_quote(col)} AS DOUBLE) IS NULL LIMIT 1"
             ).fetchone()
             if bad is not None:
-                raise InputError(f"column '{col}' is not numeric (it holds {str(bad[0])!r})")
+                raise InputError("column '{0}' is not numeric (it holds {1})", col, repr(str(bad[0])))
     return types
 
 
@@ -193,7 +193,9 @@ def _check_nulls(con: duckdb.DuckDBPyConnection, columns: Sequence[str], spec: R
             where = _scalar(
                 con, f"SELECT CAST({_quote(spec.school)} AS VARCHAR) FROM src WHERE {_quote(col)} IS NULL LIMIT 1"
             )
-            raise InputError(f"column '{col}' is missing in {n} row(s) (first in school {where}); nothing was dropped")
+            raise InputError(
+                "column '{0}' is missing in {1} row(s) (first in school {2}); nothing was dropped", col, n, where
+            )
 
 
 def cohort_label(value: object) -> str:
@@ -215,12 +217,16 @@ def _pandemic_flags(cohorts: pd.Series, spec: RecoverySpec) -> Array:
     unknown = [c for c in listed if c not in found]
     if unknown:
         raise InputError(
-            f"pandemic cohort(s) {', '.join(unknown)} not found in column '{spec.cohort}' (cohorts: {', '.join(found)})"
+            "pandemic cohort(s) {0} not found in column '{1}' (cohorts: {2})",
+            ", ".join(unknown),
+            spec.cohort,
+            ", ".join(found),
         )
     if set(found) <= set(listed):
         raise InputError(
-            f"every cohort in column '{spec.cohort}' is marked as pandemic-affected: "
-            "a pre-pandemic cohort is needed as the comparison"
+            "every cohort in column '{0}' is marked as pandemic-affected: "
+            "a pre-pandemic cohort is needed as the comparison",
+            spec.cohort,
         )
     return np.asarray(labels.isin(listed).to_numpy(), dtype=np.float64)
 
@@ -236,11 +242,18 @@ def _check_moderators(frame: pd.DataFrame, spec: RecoverySpec) -> tuple[str, ...
         per_school = rows.groupby("school").agg(lo=(f"min_{mod}", "min"), hi=(f"max_{mod}", "max"))
         varying = per_school[per_school.lo != per_school.hi]
         if len(varying):
-            school = varying.index[0]
-            within = "within school among pandemic cohorts" if is_dose else "within school"
+            where = (varying.index[0], varying.lo.iloc[0], varying.hi.iloc[0])
+            if is_dose:
+                raise InputError(
+                    "moderator '{0}' varies within school among pandemic cohorts (school {1}: {2:g} to {3:g}); "
+                    "moderators must be school-level",
+                    mod,
+                    *where,
+                )
             raise InputError(
-                f"moderator '{mod}' varies {within} (school {school}: {varying.lo.iloc[0]:g} to "
-                f"{varying.hi.iloc[0]:g}); moderators must be school-level"
+                "moderator '{0}' varies within school (school {1}: {2:g} to {3:g}); moderators must be school-level",
+                mod,
+                *where,
             )
         if is_dose:
             dose.append(mod)
@@ -277,8 +290,11 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
         missing = int((frame["rows"] - frame["n"]).sum())
         if missing:
             raise InputError(
-                f"{missing} student(s) lack a score in '{spec.pre}' or '{spec.post}': the gain model needs both "
-                "(the long model, --long, uses students with one occasion); nothing was dropped"
+                "{0} student(s) lack a score in '{1}' or '{2}': the gain model needs both "
+                "(the long model, --long, uses students with one occasion); nothing was dropped",
+                missing,
+                spec.pre,
+                spec.post,
             )
         n_rows = n_students = int(frame["rows"].sum())
     elif spec.kind == "long_linked":
@@ -286,7 +302,7 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
             occ, score, student = _quote(spec.occasion), _quote(spec.score or ""), _quote(spec.student or "")
             values = [r[0] for r in con.execute(f"SELECT DISTINCT {occ} FROM src ORDER BY 1").fetchall()]
             if len(values) != 2:
-                raise InputError(f"column '{spec.occasion}' must hold exactly two occasions (found {len(values)})")
+                raise InputError("column '{0}' must hold exactly two occasions (found {1})", spec.occasion, len(values))
             low = "'" + str(values[0]).replace("'", "''") + "'"
             is_low = f"CAST({occ} AS VARCHAR) = {low}"
             students_sql = (
@@ -320,7 +336,7 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
         occ, score = _quote(spec.occasion or ""), _quote(spec.score or "")
         values = [r[0] for r in con.execute(f"SELECT DISTINCT {occ} FROM src ORDER BY 1").fetchall()]
         if len(values) != 2:
-            raise InputError(f"column '{spec.occasion}' must hold exactly two occasions (found {len(values)})")
+            raise InputError("column '{0}' must hold exactly two occasions (found {1})", spec.occasion, len(values))
         low = "'" + str(values[0]).replace("'", "''") + "'"
         frame = con.execute(
             f"SELECT {school} AS school, {cohort} AS cohort, "
@@ -338,7 +354,7 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
     if frame.empty:
         raise InputError("the student table has no rows")
     if frame["school"].nunique() < 2:
-        raise InputError(f"column '{spec.school}' has a single school: school-level moderators need many schools")
+        raise InputError("column '{0}' has a single school: school-level moderators need many schools", spec.school)
     frame["pandemic"] = _pandemic_flags(frame["cohort"], spec)
     dose = _check_moderators(frame, spec)
     for mod in dose:
@@ -363,14 +379,14 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
 
 def _linked_checks(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, spec: RecoverySpec) -> None:
     if int(frame.moved.sum()):
-        raise InputError(f"{int(frame.moved.sum())} student(s) appear in more than one school or cohort")
+        raise InputError("{0} student(s) appear in more than one school or cohort", int(frame.moved.sum()))
     if int(frame.repeated.sum()):
         raise InputError(
-            f"{int(frame.repeated.sum())} student(s) have more than one row for one occasion in '{spec.occasion}'"
+            "{0} student(s) have more than one row for one occasion in '{1}'", int(frame.repeated.sum()), spec.occasion
         )
     none = int(frame.loc[(frame.pre_n == 0) & (frame.post_n == 0), "r"].sum())
     if none:
-        raise InputError(f"{none} student(s) have no score at either occasion: nothing was dropped")
+        raise InputError("{0} student(s) have no score at either occasion: nothing was dropped", none)
     del con
 
 
@@ -382,7 +398,7 @@ def standardize_moderators(frame: pd.DataFrame, moderators: Sequence[str], dose:
         per_school = rows.groupby("school")[mod].first()
         mean, sd = float(per_school.mean()), float(per_school.std(ddof=1))
         if not np.isfinite(sd) or sd == 0.0:
-            raise InputError(f"moderator '{mod}' does not vary across schools: it cannot be standardised")
+            raise InputError("moderator '{0}' does not vary across schools: it cannot be standardised", mod)
         scaled = (out[mod] - mean) / sd
         out[mod] = np.where(out.pandemic == 1, scaled, 0.0) if mod in dose else scaled
     return out

@@ -68,16 +68,16 @@ def recovery(
     ``mdes_simulations > 0`` checks each analytic MDE by that many simulations (gain model).
     """
     if method not in ("REML", "ML"):
-        raise InputError(f"method '{method}' is not REML or ML")
+        raise InputError("method '{0}' is not REML or ML", method)
     if not moderators:
         raise InputError("name at least one school-level moderator (--moderators)")
     if sesoi <= 0:
-        raise InputError(f"sesoi must be positive (got {sesoi})")
+        raise InputError("sesoi must be positive (got {0})", sesoi)
     pres, posts, scores = _columns(pre), _columns(post), _columns(score)
     n_pv = max(len(pres), len(posts), len(scores), 1)
     for name, cols in (("pre", pres), ("post", posts), ("score", scores)):
         if cols and len(cols) != n_pv:
-            raise InputError(f"'{name}' names {len(cols)} plausible value(s) but another score names {n_pv}")
+            raise InputError("'{0}' names {1} plausible value(s) but another score names {2}", name, len(cols), n_pv)
     fits = []
     for i in range(n_pv):
         spec = RecoverySpec(

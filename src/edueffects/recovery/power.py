@@ -90,7 +90,7 @@ def power_curve(
 ) -> PowerCurve:
     """Power of each DDD effect for a grid of true effects of ``moderator`` (``design``: simulator settings)."""
     if moderator not in MODERATOR_FIELDS:
-        raise InputError(f"moderator '{moderator}' is not simulated (choose from {', '.join(MODERATOR_FIELDS)})")
+        raise InputError("moderator '{0}' is not simulated (choose from {1})", moderator, ", ".join(MODERATOR_FIELDS))
     if reps < 2 or not effects:
         raise InputError("power needs at least 2 replicates and one effect size")
     jobs = [

@@ -73,7 +73,7 @@ class Language:
     @staticmethod
     def of(code: str) -> Language:
         if code not in get_args(LanguageCode):
-            raise InputError(f"language '{code}' is not one of en, nl, de")
+            raise InputError("language '{0}' is not one of en, nl, de", code)
         return Language(code)  # type: ignore[arg-type]
 
     def __call__(self, message: str) -> str:

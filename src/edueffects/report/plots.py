@@ -50,7 +50,7 @@ def cell_gains(result: RecoveryResult) -> pd.DataFrame:
 def gain_by_tercile(result: RecoveryResult, moderator: str, tr: Translate = _same) -> Figure:
     """Mean gain (student-weighted) per cohort, one line per tercile of a school factor."""
     if moderator not in result.moderators:
-        raise InputError(f"'{moderator}' is not a moderator of this model ({', '.join(result.moderators)})")
+        raise InputError("'{0}' is not a moderator of this model ({1})", moderator, ", ".join(result.moderators))
     cells = cell_gains(result)
     per_school = cells.groupby("school")[moderator].max()
     terciles = pd.qcut(per_school.rank(method="first"), 3, labels=["low", "middle", "high"])

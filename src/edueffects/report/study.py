@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from edueffects.core.errors import InputError
+from edueffects.core.errors import InputError, Phrase
 from edueffects.io import checksum, read_table
 from edueffects.progress import progress_reporter
 from edueffects.report.document import Section, Table, document
@@ -68,27 +68,30 @@ class Study:
     synthetic: bool = False
 
 
+KIND_NAMES = {
+    str: Phrase("text"),
+    list: Phrase("a list"),
+    bool: Phrase("true or false"),
+    dict: Phrase("a table"),
+    (int, float): Phrase("a number"),
+    (str, list): Phrase("text or a list"),
+}
+
+
 def _check_keys(table: dict[str, Any], allowed: dict[str, Any], where: str) -> None:
     for key, value in table.items():
         full = f"{where}.{key}" if where else key
         if key not in allowed:
-            raise InputError(f"study file: unknown key '{full}' (allowed: {', '.join(sorted(allowed))})")
+            raise InputError("study file: unknown key '{0}' (allowed: {1})", full, ", ".join(sorted(allowed)))
         expected = allowed[key]
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            kinds = expected if isinstance(expected, tuple) else (expected,)
-            names = " or ".join(
-                {str: "text", list: "a list", bool: "true/false", dict: "a table", int: "a number", float: "a number"}[
-                    k
-                ]
-                for k in kinds
-            )
-            raise InputError(f"study file: key '{full}' must be {names} (got {value!r})")
+        if not isinstance(value, expected) or (expected == (int, float) and isinstance(value, bool)):
+            raise InputError("study file: key '{0}' must be {1} (got {2})", full, KIND_NAMES[expected], repr(value))
 
 
 def _input(study: Study, base: Path, key: str, name: str) -> pd.DataFrame:
     path = (base / name).resolve()
     if not path.exists():
-        raise InputError(f"study file: key '{key}': file '{name}' does not exist")
+        raise InputError("study file: key '{0}': file '{1}' does not exist", key, name)
     frame = read_table(path)
     study.inputs.append((key, path.name, checksum(path), len(frame)))
     return frame
@@ -100,7 +103,7 @@ def _section(name: str) -> Iterator[None]:
     try:
         yield
     except InputError as exc:
-        raise InputError(f"[{name}] {exc}") from exc
+        raise InputError("[{0}] {1}", name, exc) from exc
 
 
 def _versions() -> str:
@@ -235,11 +238,11 @@ def demo(out: Path, language: Language, quiet: bool = False) -> Path:
 def run_study(path: Path, out: Path | None, language: str | None, quiet: bool = False) -> Path:
     """Run every analysis a study file names and write its report."""
     if not path.exists():
-        raise InputError(f"study file '{path}' does not exist")
+        raise InputError("study file '{0}' does not exist", path)
     try:
         spec = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"study file '{path}' is not valid TOML: {str(exc).splitlines()[0]}") from exc
+        raise InputError("study file '{0}' is not valid TOML: {1}", path, str(exc).splitlines()[0]) from exc
     _check_keys(spec, TOP_KEYS, "")
     if "soma" not in spec and "recovery" not in spec:
         raise InputError("study file: name at least one analysis ([soma] or [recovery])")
@@ -260,7 +263,7 @@ def run_study(path: Path, out: Path | None, language: str | None, quiet: bool = 
             try:
                 cols = SomaColumns(**columns)
             except TypeError as exc:
-                raise InputError(f"study file: table 'soma.columns' has an unknown key ({exc})") from exc
+                raise InputError("study file: table 'soma.columns' has an unknown key ({0})", exc) from exc
             add_soma(
                 study,
                 _input(study, base, "soma.effects", s["effects"]),
@@ -277,7 +280,7 @@ def run_study(path: Path, out: Path | None, language: str | None, quiet: bool = 
             _check_keys(r, RECOVERY_KEYS, "recovery")
             for key in ("data", "school", "cohort", "pandemic_cohorts", "moderators"):
                 if key not in r:
-                    raise InputError(f"study file: key 'recovery.{key}' is missing")
+                    raise InputError("study file: key 'recovery.{0}' is missing", key)
             data = _input(study, base, "recovery.data", r.pop("data"))
             add_recovery(study, data, **r)
         step(lang("writing the report"))

@@ -55,7 +55,7 @@ def recovery(design: RecoveryDesign | None = None, seed: int = 1, **overrides: o
     params = {**base.__dict__, **overrides}
     unknown = set(overrides) - set(base.__dict__)
     if unknown:
-        raise InputError(f"unknown simulation setting(s): {', '.join(sorted(unknown))}")
+        raise InputError("unknown simulation setting(s): {0}", ", ".join(sorted(unknown)))
     d = RecoveryDesign(**params)
     if d.n_schools < 2 or d.students_per_school <= 0:
         raise InputError("a simulated state needs at least 2 schools and students in them")

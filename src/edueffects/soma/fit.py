@@ -117,7 +117,9 @@ def soma(
         quality = appraise(amstar, cols.meta_analysis)
         unknown = set(quality[cols.meta_analysis]) - set(frame[cols.meta_analysis])
         if unknown:
-            raise InputError(f"AMSTAR table: meta-analysis {sorted(unknown)[0]!r} is not in the effect-size table")
+            raise InputError(
+                "AMSTAR table: meta-analysis {0} is not in the effect-size table", repr(sorted(unknown)[0])
+            )
         frame = frame.merge(
             quality[[cols.meta_analysis, "criteria_met"]].rename(columns={"criteria_met": "quality"}),
             on=cols.meta_analysis,

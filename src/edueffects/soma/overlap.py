@@ -62,10 +62,10 @@ def overlap(studies: pd.DataFrame, meta_analysis: str = "meta_analysis", study: 
     """Overlap from a table listing, per meta-analysis, the primary studies it included."""
     for col in (meta_analysis, study):
         if col not in studies.columns:
-            raise InputError(f"studies table: column '{col}' not found")
+            raise InputError("studies table: column '{0}' not found", col)
         missing = np.flatnonzero(studies[col].isna().to_numpy())
         if missing.size:
-            raise InputError(f"studies table: column '{col}' row {missing[0] + 1} is missing")
+            raise InputError("studies table: column '{0}' row {1} is missing", col, missing[0] + 1)
     notes: list[str] = []
     dup = studies.duplicated([meta_analysis, study])
     if dup.any():

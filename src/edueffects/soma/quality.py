@@ -48,14 +48,16 @@ def overall_confidence(critical_flaws: int, weaknesses: int) -> str:
 def appraise(table: pd.DataFrame, meta_analysis: str = "meta_analysis") -> pd.DataFrame:
     """One row per meta-analysis: answers normalised, flaws, weaknesses, score and confidence."""
     if meta_analysis not in table.columns:
-        raise InputError(f"AMSTAR table: column '{meta_analysis}' not found")
+        raise InputError("AMSTAR table: column '{0}' not found", meta_analysis)
     missing = [item for item in ITEMS if item not in table.columns]
     if missing:
-        raise InputError(f"AMSTAR table: item column(s) {', '.join(missing)} not found (expected item1 ... item16)")
+        raise InputError("AMSTAR table: item column(s) {0} not found (expected item1 ... item16)", ", ".join(missing))
     dup = table[meta_analysis].duplicated()
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
-        raise InputError(f"AMSTAR table row {row + 1}: meta-analysis {table[meta_analysis].iloc[row]!r} is rated twice")
+        raise InputError(
+            "AMSTAR table row {0}: meta-analysis {1} is rated twice", row + 1, repr(table[meta_analysis].iloc[row])
+        )
     answers = pd.DataFrame(index=table.index)
     for item in ITEMS:
         raw = table[item].astype(str).str.strip().str.lower()
@@ -64,8 +66,10 @@ def appraise(table: pd.DataFrame, meta_analysis: str = "meta_analysis") -> pd.Da
         if bad.size:
             row = int(bad[0])
             raise InputError(
-                f"AMSTAR table row {row + 1}, {item}: {table[item].iloc[row]!r} "
-                "is not yes, partial yes, no or not applicable"
+                "AMSTAR table row {0}, {1}: {2} is not yes, partial yes, no or not applicable",
+                row + 1,
+                item,
+                repr(table[item].iloc[row]),
             )
         answers[item] = norm
     critical_cols = [f"item{i}" for i in CRITICAL]

@@ -62,7 +62,9 @@ def _num(frame: pd.DataFrame, col: str) -> Array:
     values = pd.to_numeric(frame[col], errors="coerce")
     bad = np.flatnonzero(values.isna().to_numpy() & frame[col].notna().to_numpy())
     if bad.size:
-        raise InputError(f"column '{col}' row {bad[0] + 1}: value {frame[col].iloc[bad[0]]!r} is not a number")
+        raise InputError(
+            "column '{0}' row {1}: value {2} is not a number", col, bad[0] + 1, repr(frame[col].iloc[bad[0]])
+        )
     return values.to_numpy(dtype=np.float64)
 
 
@@ -74,36 +76,42 @@ def prepare_effects(
 ) -> pd.DataFrame:
     """Validated effects with ``z``, ``vz``, ``sez``, ``r``, ``variance_rule``, ``recoded``, ``es_id``."""
     if not isinstance(data, pd.DataFrame):
-        raise InputError(f"data must be a pandas DataFrame (got {type(data).__name__})")
+        raise InputError("data must be a pandas DataFrame (got {0})", type(data).__name__)
     frame = data.reset_index(drop=True).copy()
     for col in (columns.meta_analysis, columns.effect, columns.cluster):
         if col not in frame.columns:
-            raise InputError(f"column '{col}' not found (available: {', '.join(map(str, frame.columns))})")
+            raise InputError("column '{0}' not found (available: {1})", col, ", ".join(map(str, frame.columns)))
     if frame.empty:
         raise InputError("the effect-size table has no rows")
     for col in (columns.meta_analysis, columns.cluster):
         missing = np.flatnonzero(frame[col].isna().to_numpy())
         if missing.size:
-            raise InputError(f"column '{col}' row {missing[0] + 1} is missing")
+            raise InputError("column '{0}' row {1} is missing", col, missing[0] + 1)
     clusters = frame[columns.cluster].astype(str).str.strip()
     if outcome_clusters is not None:
         known = set(outcome_clusters)
         unknown = np.flatnonzero(~clusters.isin(known).to_numpy())
         if unknown.size:
             raise InputError(
-                f"column '{columns.cluster}' row {unknown[0] + 1}: unknown outcome cluster "
-                f"{clusters.iloc[unknown[0]]!r} (known: {', '.join(outcome_clusters)})"
+                "column '{0}' row {1}: unknown outcome cluster {2} (known: {3})",
+                columns.cluster,
+                unknown[0] + 1,
+                repr(clusters.iloc[unknown[0]]),
+                ", ".join(outcome_clusters),
             )
     frame[columns.cluster] = clusters
     value = _num(frame, columns.effect)
     nan = np.flatnonzero(np.isnan(value))
     if nan.size:
-        raise InputError(f"column '{columns.effect}' row {nan[0] + 1} is missing")
+        raise InputError("column '{0}' row {1} is missing", columns.effect, nan[0] + 1)
     if measure == "r":
         outside = np.flatnonzero(np.abs(value) >= 1.0)
         if outside.size:
             raise InputError(
-                f"column '{columns.effect}' row {outside[0] + 1}: r = {value[outside[0]]:g} lies outside (-1, 1)"
+                "column '{0}' row {1}: r = {2:g} lies outside (-1, 1)",
+                columns.effect,
+                outside[0] + 1,
+                value[outside[0]],
             )
     r = _to_r(value, measure)
     z = np.arctanh(r)
@@ -114,7 +122,7 @@ def prepare_effects(
     has_se = ~np.isnan(se)
     bad = np.flatnonzero(has_se & (se <= 0))
     if bad.size:
-        raise InputError(f"column '{columns.se}' row {bad[0] + 1}: a standard error must be > 0")
+        raise InputError("column '{0}' row {1}: a standard error must be > 0", columns.se, bad[0] + 1)
     if measure == "z":
         vz_se = se**2
     elif measure == "r":
@@ -127,13 +135,18 @@ def prepare_effects(
     if outside_ci.size:
         i = outside_ci[0]
         raise InputError(
-            f"row {i + 1}: the CI [{lb[i]:g}, {ub[i]:g}] in '{columns.ci_lb}'/'{columns.ci_ub}' "
-            f"does not contain the estimate {value[i]:g}"
+            "row {0}: the CI [{1:g}, {2:g}] in '{3}'/'{4}' does not contain the estimate {5:g}",
+            i + 1,
+            lb[i],
+            ub[i],
+            columns.ci_lb,
+            columns.ci_ub,
+            value[i],
         )
     if measure == "r":
         bad_ci = np.flatnonzero(has_ci & ((np.abs(lb) >= 1) | (np.abs(ub) >= 1)))
         if bad_ci.size:
-            raise InputError(f"row {bad_ci[0] + 1}: CI bounds of r must lie inside (-1, 1)")
+            raise InputError("row {0}: CI bounds of r must lie inside (-1, 1)", bad_ci[0] + 1)
     with np.errstate(invalid="ignore"):
         z_lb, z_ub = np.arctanh(_to_r(lb, measure)), np.arctanh(_to_r(ub, measure))
     vz_ci = ((z_ub - z_lb) / (2.0 * Z95)) ** 2
@@ -142,18 +155,25 @@ def prepare_effects(
     small_k = np.flatnonzero(~np.isnan(k) & (k < 1))
     if small_k.size:
         raise InputError(
-            f"column '{columns.k}' row {small_k[0] + 1}: k = {k[small_k[0]]:g}; a meta-analysis has k >= 1"
+            "column '{0}' row {1}: k = {2:g}; a meta-analysis has k >= 1", columns.k, small_k[0] + 1, k[small_k[0]]
         )
     too_few = np.flatnonzero(has_kn & (n - 3.0 * k <= 0))
     if too_few.size:
         i = too_few[0]
-        raise InputError(f"row {i + 1}: n = {n[i]:g} students must exceed 3k = {3 * k[i]:g} for the variance of z")
+        raise InputError(
+            "row {0}: n = {1:g} students must exceed 3k = {2:g} for the variance of z", i + 1, n[i], 3 * k[i]
+        )
     vz[has_kn], rule[has_kn] = 1.0 / (n - 3.0 * k)[has_kn], "k and N"
     none = np.flatnonzero(np.isnan(vz))
     if none.size:
         raise InputError(
-            f"row {none[0] + 1}: no uncertainty given (fill '{columns.se}', or '{columns.ci_lb}' and "
-            f"'{columns.ci_ub}', or '{columns.k}' and '{columns.n}')"
+            "row {0}: no uncertainty given (fill '{1}', or '{2}' and '{3}', or '{4}' and '{5}')",
+            none[0] + 1,
+            columns.se,
+            columns.ci_lb,
+            columns.ci_ub,
+            columns.k,
+            columns.n,
         )
     recoded = np.zeros(len(frame), dtype=bool)
     if columns.valence in frame.columns:
@@ -162,8 +182,10 @@ def prepare_effects(
         if unknown_valence.size:
             i = unknown_valence[0]
             raise InputError(
-                f"column '{columns.valence}' row {i + 1}: {frame[columns.valence].iloc[i]!r} "
-                "is not 'positive' or 'negative'"
+                "column '{0}' row {1}: {2} is not 'positive' or 'negative'",
+                columns.valence,
+                i + 1,
+                repr(frame[columns.valence].iloc[i]),
             )
         recoded = (valence == "negative").to_numpy()
         frame[columns.valence] = valence

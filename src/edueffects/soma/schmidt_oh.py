@@ -61,7 +61,7 @@ def schmidt_oh(
         means = np.asarray(rho, dtype=np.float64)
         var_e_j = var_e_j * (means / ra) ** 2
     elif kind != "bb":
-        raise InputError(f"kind must be 'bb' or 'ad' (got {kind!r})")
+        raise InputError("kind must be 'bb' or 'ad' (got {0})", repr(kind))
     w = 1.0 / var_e_j
     n = ka.size
     mean = float(np.sum(w * means) / np.sum(w))
