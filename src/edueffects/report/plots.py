@@ -115,6 +115,19 @@ def recovery_figures(result: RecoveryResult, folder: str | Path) -> list[Path]:
     return paths
 
 
+def localize(fig: Figure, code: str) -> Figure:
+    """Decimal commas on numeric axes for Dutch and German (categorical tick labels are left alone)."""
+    if code in ("nl", "de"):
+        from matplotlib.ticker import FuncFormatter, ScalarFormatter
+
+        comma = FuncFormatter(lambda value, _pos: f"{value:g}".replace(".", ","))
+        for ax in fig.axes:
+            for axis in (ax.xaxis, ax.yaxis):
+                if isinstance(axis.get_major_formatter(), ScalarFormatter):
+                    axis.set_major_formatter(comma)
+    return fig
+
+
 def svg_text(fig: Figure) -> str:
     """The figure as an inline ``<svg>`` element (text kept as escaped text, no XML prolog)."""
     from io import StringIO

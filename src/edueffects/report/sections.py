@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.figure import Figure as MplFigure
 
 from edueffects.recovery.result import RecoveryResult
 from edueffects.report import plots
@@ -36,6 +37,10 @@ RECOVERY_REFERENCES = (
     "experimental designs. Evaluation Review, 19(5), 547-556.",
     "Schult, J., Fauth, B., Schneider, R., & Lindner, M. A. (2026). Learning and Instruction, 101, 102263.",
 )
+
+
+def _svg(lang: Language, fig: MplFigure) -> str:
+    return plots.svg_text(plots.localize(fig, lang.code))
 
 
 def _r(lang: Language, z: float | None) -> str:
@@ -117,13 +122,13 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
     blocks.append(
         Figure(
             _("Forest plot: effect sizes by outcome cluster with pooled estimates."),
-            plots.svg_text(plots.forest(res, lang)),
+            _svg(lang, plots.forest(res, lang)),
         )
     )
     blocks.append(
         Figure(
             _("Orchard plot: pooled estimates, confidence and prediction intervals."),
-            plots.svg_text(plots.orchard(res, lang)),
+            _svg(lang, plots.orchard(res, lang)),
         )
     )
     blocks.append(moderators)
@@ -135,7 +140,7 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
             "egger",
         )
     )
-    blocks.append(Figure(_("Funnel plot of the effect sizes."), plots.svg_text(plots.funnel(res, lang))))
+    blocks.append(Figure(_("Funnel plot of the effect sizes."), _svg(lang, plots.funnel(res, lang))))
     if res.second_order:
         blocks.append(
             Table(
@@ -200,9 +205,7 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
                 "amstar",
             )
         )
-    blocks.append(
-        Figure(_("Profile likelihood of the variance components."), plots.svg_text(plots.profiles(res, lang)))
-    )
+    blocks.append(Figure(_("Profile likelihood of the variance components."), _svg(lang, plots.profiles(res, lang))))
     method = [
         _(
             "Effect sizes were transformed to Fisher z and pooled in a three-level random-effects model with effect "
@@ -295,14 +298,14 @@ def recovery_section(res: RecoveryResult, lang: Language) -> tuple[str, Section]
     blocks.append(
         Figure(
             _("DDD effects with 95% and 90% confidence intervals and the equivalence bounds."),
-            plots.svg_text(plots.ddd_effects(res, lang)),
+            _svg(lang, plots.ddd_effects(res, lang)),
         )
     )
     for mod in res.moderators:
         blocks.append(
             Figure(
                 _("Mean gain by cohort and tercile of {moderator}.").format(moderator=mod),
-                plots.svg_text(plots.gain_by_tercile(res, mod, lang)),
+                _svg(lang, plots.gain_by_tercile(res, mod, lang)),
             )
         )
     unit = _("per SD of the school factor") if res.standardized else _("per unit of the school factor")
