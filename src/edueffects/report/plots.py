@@ -20,6 +20,12 @@ def _same(text: str) -> str:
     return text
 
 
+def _decimal(tr: Translate, value: float) -> str:
+    """A short number in the translator's locale (decimal comma for nl/de)."""
+    code = getattr(tr, "code", "en")
+    return f"{value:g}".replace(".", ",") if code in ("nl", "de") else f"{value:g}"
+
+
 def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
     """Write ``name.svg`` and ``name.png`` into ``folder`` (created if missing)."""
     out = Path(folder)
@@ -91,7 +97,7 @@ def ddd_effects(result: RecoveryResult, tr: Translate = _same) -> Figure:
         -result.sesoi,
         result.sesoi,
         color="#d9ead3",
-        label=tr("equivalence bounds (+/-{bound})").format(bound=f"{result.sesoi:g}"),
+        label=tr("equivalence bounds (+/-{bound})").format(bound=_decimal(tr, result.sesoi)),
     )
     ax.axvline(0.0, color="0.4", lw=0.8)
     for y, test in zip(ys, eq, strict=True):
