@@ -21,8 +21,6 @@ if TYPE_CHECKING:
 ESTIMATION_METHODS = ("EE", "FE", "DL", "REML", "ML", "PM", "HS", "SJ", "EB", "HE")
 TEST_METHODS = ("z", "t", "knha")
 
-SYNTHETIC = "SYNTHETIC DATA (simulated state, seeded): not real students or schools."
-
 
 def _json_safe(value: object) -> object:
     if isinstance(value, float):

@@ -15,7 +15,7 @@ from edueffects.core.linalg import weighted_ls
 from edueffects.core.nested import Convergence, Evaluation, design_from_rows, evaluate, maximize
 from edueffects.core.profile import VarianceInterval, profile_interval, q_profile_interval
 from edueffects.meta.design import MissingPolicy, prepare
-from edueffects.meta.estimators import MomentMethod, generalized_q, hedges, moment_tau2
+from edueffects.meta.estimators import generalized_q, hedges, moment_tau2
 from edueffects.meta.result import FittedState, MetaResult, Prediction
 
 EstimationMethod = Literal["EE", "FE", "DL", "REML", "ML", "PM", "HS", "SJ", "EB", "HE"]
@@ -207,7 +207,3 @@ def meta(
         warnings=tuple(warnings),
         fitted=fitted,
     )
-
-
-def _moment_methods() -> tuple[str, ...]:
-    return get_args(MomentMethod)

@@ -33,7 +33,6 @@ ANSWERS = {
     "na": "na",
     "n/a": "na",
 }
-LEVELS = ("High", "Moderate", "Low", "Critically low")
 
 
 def overall_confidence(critical_flaws: int, weaknesses: int) -> str:
