@@ -69,6 +69,7 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument("--drop-missing", action="store_true", help="drop rows with missing values (and report how many)")
     m.add_argument("--no-variance-ci", action="store_true", help="skip confidence intervals of variance components")
     m.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
+    m.add_argument("--quiet", action="store_true", help="no progress display")
 
     r = sub.add_parser(
         "recovery", parents=[common], help="DDD model of learning recovery on a student table (CSV or Parquet)"
@@ -152,22 +153,28 @@ def _build_parser() -> argparse.ArgumentParser:
 def _run_meta(args: argparse.Namespace) -> int:
     from edueffects.io import read_table
     from edueffects.meta import meta
+    from edueffects.progress import progress_reporter
 
     data = read_table(args.file)
-    result = meta(
-        data,
-        yi=args.yi,
-        vi=args.vi,
-        cluster=args.cluster,
-        within=args.within,
-        method=args.method,
-        mods=args.mods,
-        categorical=args.categorical,
-        test=args.test,
-        level=args.level,
-        missing="drop" if args.drop_missing else "error",
-        variance_ci=not args.no_variance_ci,
-    )
+    step, stop = progress_reporter(args.quiet)
+    step("fitting (with profile-likelihood intervals of the variance components)")
+    try:
+        result = meta(
+            data,
+            yi=args.yi,
+            vi=args.vi,
+            cluster=args.cluster,
+            within=args.within,
+            method=args.method,
+            mods=args.mods,
+            categorical=args.categorical,
+            test=args.test,
+            level=args.level,
+            missing="drop" if args.drop_missing else "error",
+            variance_ci=not args.no_variance_ci,
+        )
+    finally:
+        stop()
     robust = result.robust(args.robust) if args.robust else None
     if args.json:
         payload = result.to_dict()
