@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
 import tempfile
@@ -14,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from edueffects import __version__
 from edueffects.core.errors import InputError
+from edueffects.io.json_output import dumps
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,19 +21,9 @@ ESTIMATION_METHODS = ("EE", "FE", "DL", "REML", "ML", "PM", "HS", "SJ", "EB", "H
 TEST_METHODS = ("z", "t", "knha")
 
 
-def _json_safe(value: object) -> object:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def write_json(payload: dict[str, object], target: str) -> None:
     """Write JSON to stdout (``-``) or atomically to a file (never a partial file)."""
-    text = json.dumps(_json_safe(payload), indent=2, allow_nan=False)
+    text = dumps(payload)
     if target == "-":
         sys.stdout.write(text + "\n")
         return

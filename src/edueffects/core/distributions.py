@@ -13,10 +13,6 @@ from scipy import special
 from edueffects.core.jet import Array
 
 
-def norm_sf(x: ArrayLike) -> Array:
-    return np.asarray(special.ndtr(-np.asarray(x, dtype=np.float64)), dtype=np.float64)
-
-
 def norm_ppf(q: ArrayLike) -> Array:
     return np.asarray(special.ndtri(np.asarray(q, dtype=np.float64)), dtype=np.float64)
 

@@ -15,14 +15,6 @@ import numpy as np
 from edueffects.core.distributions import t_ppf, t_sf
 
 
-def _t_sf(x: float, df: float) -> float:
-    return float(t_sf(x, df))
-
-
-def _t_ppf(q: float, df: float) -> float:
-    return float(t_ppf(q, df))
-
-
 @dataclass(frozen=True)
 class EquivalenceTest:
     """TOST of one coefficient against ``[-bound, bound]``."""
@@ -46,9 +38,9 @@ class EquivalenceTest:
 
 def tost(term: str, estimate: float, se: float, df: float, bound: float, alpha: float = 0.05) -> EquivalenceTest:
     """Two one-sided tests of ``|beta| < bound``."""
-    p_lower = _t_sf((estimate + bound) / se, df)
-    p_upper = _t_sf((bound - estimate) / se, df)
-    crit = _t_ppf(1.0 - alpha, df)
+    p_lower = float(t_sf((estimate + bound) / se, df))
+    p_upper = float(t_sf((bound - estimate) / se, df))
+    crit = float(t_ppf(1.0 - alpha, df))
     p = max(p_lower, p_upper)
     return EquivalenceTest(
         term=term,
@@ -86,5 +78,5 @@ def minimum_detectable_effect(
     term: str, se: float, df: float, alpha: float = 0.05, power: float = 0.8
 ) -> DetectableEffect:
     """Analytic MDE ``(t_{1-alpha/2} + t_power) se`` (normal quantiles when ``df`` is infinite)."""
-    mdes = (_t_ppf(1.0 - alpha / 2.0, df) + _t_ppf(power, df)) * se
+    mdes = float((t_ppf(1.0 - alpha / 2.0, df) + t_ppf(power, df)) * se)
     return DetectableEffect(term, se, None if not np.isfinite(df) else df, alpha, power, mdes)

@@ -6,7 +6,6 @@ report. The study file format is documented in ``examples/study.toml``.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import tomllib
@@ -22,6 +21,7 @@ import pandas as pd
 
 from edueffects.core.errors import InputError, Phrase
 from edueffects.io import checksum, read_table
+from edueffects.io.json_output import dumps
 from edueffects.progress import progress_reporter
 from edueffects.report.document import Section, Table, document
 from edueffects.report.i18n import Language
@@ -132,7 +132,7 @@ def add_soma(
     answer, section = soma_section(result, study.language)
     study.summary.append(answer)
     study.sections.append(section)
-    study.files["soma.json"] = json.dumps(_safe(result.to_dict()), indent=2, allow_nan=False)
+    study.files["soma.json"] = dumps(result.to_dict())
     _tables_csv(
         study,
         "soma",
@@ -149,20 +149,8 @@ def add_recovery(study: Study, data: pd.DataFrame | str | Path, synthetic: bool 
     answer, section = recovery_section(result, study.language)
     study.summary.append(answer)
     study.sections.append(section)
-    study.files["recovery.json"] = json.dumps(_safe(result.to_dict()), indent=2, allow_nan=False)
+    study.files["recovery.json"] = dumps(result.to_dict())
     _tables_csv(study, "recovery", {"coefficients": result.tidy()})
-
-
-def _safe(value: object) -> object:
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
-    if isinstance(value, dict):
-        return {str(k): _safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_safe(v) for v in value]
-    if hasattr(value, "item"):
-        return _safe(value.item())
-    return value
 
 
 def render(study: Study) -> str:

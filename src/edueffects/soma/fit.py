@@ -14,6 +14,7 @@ import pandas as pd
 
 from edueffects.core.distributions import t_sf
 from edueffects.core.errors import InputError
+from edueffects.core.inference import critical_value
 from edueffects.meta import MetaResult, meta
 from edueffects.soma.overlap import overlap
 from edueffects.soma.quality import appraise
@@ -40,7 +41,8 @@ def _cluster_estimate(label: str, frame: pd.DataFrame, cols: SomaColumns, method
         kind = "random-effects (one meta-analysis)" if n_ma == 1 else "random-effects"
     else:
         z, se = float(frame.z.iloc[0]), float(frame.sez.iloc[0])
-        return ClusterEstimate(label, k, n_ma, "single effect", z, se, z - 1.96 * se, z + 1.96 * se, None, None, None)
+        half = float(critical_value(np.inf, 95.0)) * se
+        return ClusterEstimate(label, k, n_ma, "single effect", z, se, z - half, z + half, None, None, None)
     assert res.prediction is not None
     p = res.prediction
     return ClusterEstimate(
