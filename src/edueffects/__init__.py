@@ -2,6 +2,7 @@
 
 from edueffects import simulate
 from edueffects.core.errors import InputError
+from edueffects.core.results import anova
 from edueffects.meta import MetaResult, RobustResult, meta
 from edueffects.recovery import RecoveryResult, recovery, recovery_by_domain
 from edueffects.soma import SomaResult, soma
@@ -15,6 +16,7 @@ __all__ = [
     "RobustResult",
     "SomaResult",
     "__version__",
+    "anova",
     "meta",
     "recovery",
     "recovery_by_domain",

@@ -64,6 +64,8 @@ def _expected_vs_actual(case: dict[str, Any], res: MetaResult) -> list[tuple[str
     if "tau2" in ref:
         pairs += [("tau2", ref["tau2"], res.variance[0] if res.variance.size else 0.0), ("I2", ref["I2"], res.i2_total)]
         pairs.append(("H2", ref["H2"], res.h2))
+        if res.method in ("REML", "ML"):  # metafor's se.tau2 (expected information)
+            pairs.append(("se_tau2", ref["se_tau2"], res.variance_se[0]))
     if "sigma2" in ref:
         pairs.append(("sigma2", ref["sigma2"], res.variance))
         pairs.append(("I2_levels", ref["I2_multilevel"]["levels"], res.i2_levels))
@@ -79,7 +81,7 @@ def _expected_vs_actual(case: dict[str, Any], res: MetaResult) -> list[tuple[str
             assert res.prediction.pi_lb is None
     if "tau2_ci_qprofile" in case:
         q = case["tau2_ci_qprofile"]
-        (vc,) = res.variance_ci
+        vc = next(v for v in res.variance_ci if v.component == "tau2")
         pairs += [("tau2_ci_lb", q["ci.lb"], vc.ci_lb), ("tau2_ci_ub", q["ci.ub"], vc.ci_ub)]
     if "sigma2_profile_ci" in case:
         prof = case["sigma2_profile_ci"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,11 +46,18 @@ def _upper_bracket(func: Callable[[float], float], start: float) -> float:
 
 
 def profile_interval(
-    design: NestedDesign, method: Method, theta_hat: Array, loglik_hat: float, index: int, level: float = 95.0
+    design: NestedDesign,
+    method: Method,
+    theta_hat: Array,
+    loglik_hat: float,
+    index: int,
+    level: float = 95.0,
+    fixed: Sequence[bool] | None = None,
 ) -> tuple[float, float]:
-    """Profile-likelihood CI of ``theta[index]``: where ``2 (l_hat - l_profile) = chi2_1(level)``."""
+    """Profile-likelihood CI of ``theta[index]``: where ``2 (l_hat - l_profile) = chi2_1(level)``
+    (components marked in ``fixed`` stay at their values)."""
     crit = 0.5 * chi2_ppf(level / 100.0, 1)
-    fixed = [i == index for i in range(theta_hat.size)]
+    fixed = _held(theta_hat.size, index, fixed)
 
     def excess(value: float) -> float:
         start = theta_hat.copy()
@@ -85,9 +92,15 @@ def q_profile_interval(
     return bound(q_for_lower), bound(q_for_upper)
 
 
-def profile_curve(design: NestedDesign, method: Method, theta_hat: Array, index: int, grid: Array) -> Array:
+def _held(n: int, index: int, fixed: Sequence[bool] | None) -> list[bool]:
+    return [i == index or (fixed is not None and bool(fixed[i])) for i in range(n)]
+
+
+def profile_curve(
+    design: NestedDesign, method: Method, theta_hat: Array, index: int, grid: Array, fixed: Sequence[bool] | None = None
+) -> Array:
     """Profile (restricted) log-likelihood of ``theta[index]`` at each grid value (others re-maximised)."""
-    fixed = [i == index for i in range(theta_hat.size)]
+    fixed = _held(theta_hat.size, index, fixed)
     out = np.empty(grid.size)
     for j, value in enumerate(grid):  # a handful of points for a plot, each a full refit
         start = theta_hat.copy()

@@ -1,15 +1,19 @@
 """From a user's table to validated arrays: outcome, sampling variances, moderators, clusters.
 
-Moderators follow R's treatment coding: a string (or ``categorical``) column becomes one dummy per
-level except the first in sorted order, named column + level (``deltypegeneral``); the intercept is
-``intrcpt``. Every problem is reported as one line naming the column and the (1-based) row.
+Moderators are a Wilkinson formula (``"~ a * b + C(c) + center(d)"``, ``0 +`` or ``- 1`` drops the
+intercept), read by formulaic, or a list of columns (``["a", "c"]`` is ``~ a + c``). Coding and names
+follow R and metafor: a text (or ``categorical``/``C()``) column becomes one dummy per level except the
+first in sorted order, named column + level (``deltypegeneral``); interactions are ``a:b``; the
+intercept is ``intrcpt``; other columns keep formulaic's name (``I(year - 1960)``, ``center(d)``).
+Every problem is reported as one line naming the column and the (1-based) row.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -28,7 +32,7 @@ class MetaData:
     y: Array
     v: Array
     x: Array
-    coef_names: tuple[str, ...]
+    terms: ModelTerms
     level_names: tuple[str, ...]
     level_codes: tuple[NDArray[np.intp], ...]
     rows: NDArray[np.intp]
@@ -74,38 +78,226 @@ def _format_level(value: object) -> str:
     return str(value)
 
 
-def moderator_matrix(
-    data: pd.DataFrame, mods: Sequence[str], categorical: Sequence[str]
-) -> tuple[Array, tuple[str, ...]]:
-    """Intercept plus moderator columns, with R-style names and treatment coding."""
-    columns: list[Array] = [np.ones(len(data))]
-    names: list[str] = ["intrcpt"]
-    for col in mods:
-        series = data[col]
-        is_text = not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series))
-        if col in categorical or is_text:
-            levels = sorted(series.unique(), key=lambda v: (str(type(v)), v))
+ALLOWED_FUNCTIONS = frozenset({"C", "I", "center", "scale", "log", "log2", "log10", "exp", "sqrt", "abs", "contr"})
+_ALLOWED = "C(), I(), center(), scale(), log(), log2(), log10(), exp(), sqrt(), abs(), contr.treatment()"
+_QUOTED = re.compile(r"`[^`]*`|'[^']*'|\"[^\"]*\"")
+_IDENTIFIER = re.compile(r"(?<![\w.])([A-Za-z_][A-Za-z_0-9]*)")
+_LEVEL = re.compile(r"^(?P<factor>.*)\[(?:T\.)?(?P<level>.*)\]$")
+_CALL = re.compile(r"^C\((?P<column>[^,]*)(?:,.*)?\)$")
+
+
+@dataclass(frozen=True, eq=False)
+class ModelTerms:
+    """The moderator formula of a fit and which model-matrix columns belong to which term.
+
+    ``terms`` maps each term label (``intrcpt``, ``alloc``, ``ablat:year``, ``I(year - 1960)``) to its
+    column positions; ``spec`` (formulaic's ``ModelSpec``) rebuilds the matrix for new data with the
+    same coding, levels and centring.
+    """
+
+    formula: str
+    coef_names: tuple[str, ...]
+    terms: tuple[tuple[str, tuple[int, ...]], ...]
+    spec: Any = field(repr=False)
+
+    @property
+    def has_intercept(self) -> bool:
+        return "intrcpt" in self.coef_names
+
+    def moderator_columns(self) -> tuple[int, ...]:
+        """Every column but the intercept (what QM tests)."""
+        return tuple(i for i, name in enumerate(self.coef_names) if name != "intrcpt")
+
+    def select(self, selection: Sequence[str]) -> tuple[int, ...]:
+        """Column positions of coefficient names or term labels (``alloc`` selects every ``alloc`` dummy)."""
+        by_term = dict(self.terms)
+        chosen: list[int] = []
+        for item in selection:
+            if item in self.coef_names:
+                chosen.append(self.coef_names.index(item))
+            elif item in by_term:
+                chosen.extend(by_term[item])
+            else:
+                known = ", ".join(dict.fromkeys([*self.coef_names, *by_term]))
+                raise InputError("'{0}' is neither a coefficient nor a term of the model (known: {1})", item, known)
+        return tuple(dict.fromkeys(chosen))
+
+    def matrix(self, newdata: pd.DataFrame) -> Array:
+        """The model matrix of ``newdata`` (original columns), coded exactly as in the fit."""
+        import warnings
+
+        needed = sorted(self.spec.required_variables)
+        _require_columns(newdata, needed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                mm = self.spec.get_model_matrix(newdata.reset_index(drop=True), na_action="raise")
+            except Exception as error:  # formulaic reports unseen levels and bad values in many types
+                raise InputError(
+                    "new moderator values cannot be coded like the data: {0}", _first_line(error)
+                ) from None
+        x = np.asarray(mm, dtype=np.float64)
+        if x.shape[1] != len(self.coef_names) or not np.isfinite(x).all():
+            raise InputError("new moderator values cannot be coded like the data (missing or unseen values)")
+        return x
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _r_factor(factor: str, bool_columns: frozenset[str]) -> str:
+    """One factor of a formulaic column name in R's style: ``C(alloc)[T.random]`` -> ``allocrandom``."""
+    match = _LEVEL.match(factor)
+    if match is None:
+        name = factor.strip("`")
+        return f"{name}TRUE" if name in bool_columns else name
+    base, level = match.group("factor"), match.group("level")
+    call = _CALL.match(base)
+    column = (call.group("column") if call else base).strip().strip("`")
+    try:
+        number = float(level)
+        level = str(int(number)) if number.is_integer() else level
+    except ValueError:
+        pass
+    if level in ("True", "False"):
+        level = level.upper()
+    return f"{column}{level}"
+
+
+def _split_interaction(name: str) -> list[str]:
+    """Split ``a:b`` at colons outside brackets, parentheses and backticks."""
+    parts, depth, quoted, current = [], 0, False, ""
+    for ch in name:
+        if ch == "`":
+            quoted = not quoted
+        elif not quoted and ch in "([":
+            depth += 1
+        elif not quoted and ch in ")]":
+            depth -= 1
+        if ch == ":" and depth == 0 and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return parts
+
+
+def r_style_name(name: str, bool_columns: frozenset[str] = frozenset()) -> str:
+    """metafor's coefficient name for a formulaic column: ``intrcpt``, ``x1:x2``, ``<col><level>``."""
+    if name == "Intercept":
+        return "intrcpt"
+    return ":".join(_r_factor(part, bool_columns) for part in _split_interaction(name))
+
+
+def _term_label(term: str) -> str:
+    if term == "1":
+        return "intrcpt"
+    parts = []
+    for part in _split_interaction(term):
+        call = _CALL.match(part)
+        parts.append((call.group("column") if call else part).strip().strip("`"))
+    return ":".join(parts)
+
+
+def _quote(column: str) -> str:
+    if "`" in column:
+        raise InputError("moderator column name {0} contains a backtick", repr(column))
+    return f"`{column}`"
+
+
+def moderator_formula(mods: str | Sequence[str] | None, categorical: Sequence[str]) -> tuple[str, bool]:
+    """The formula of ``mods`` and whether the user wrote it: a formula string (``"~ a * b"``) is
+    used as written; a column name or a list of column names becomes ``~ a + C(b)`` (text and
+    ``categorical`` columns are treatment-coded)."""
+    if mods is None:
+        return "~ 1", False
+    if isinstance(mods, str):
+        if "~" in mods:
+            if categorical:
+                raise InputError("with a moderator formula, mark categorical columns inside it: C(column)")
+            return mods.strip(), True
+        mods = [mods]
+    if not all(isinstance(m, str) for m in mods):
+        raise InputError("mods must be a formula string or a list of column names")
+    if not mods:
+        return "~ 1", False
+    for col in categorical:
+        if col not in mods:
+            raise InputError("categorical column '{0}' is not among the moderators ({1})", col, ", ".join(mods))
+    return "~ " + " + ".join(f"C({_quote(m)})" if m in categorical else _quote(m) for m in mods), False
+
+
+def _check_formula(formula: str, columns: Sequence[object]) -> None:
+    """Only column names, numbers, operators and the documented transforms may appear in a formula
+    (formulaic evaluates its terms as Python: no attribute access, no other names)."""
+    if formula.count("~") != 1 or formula.split("~")[0].strip():
+        raise InputError("moderator formula {0} must be one right-hand side such as '~ a * b + C(c)'", repr(formula))
+    names = {str(c) for c in columns}
+    bare = re.sub(r"contr\.treatment", "contr", _QUOTED.sub(" ", formula))
+    if "__" in bare or re.search(r"\.\s*[A-Za-z_]", bare):
+        raise InputError("moderator formula {0}: only columns, numbers and {1} are allowed", repr(formula), _ALLOWED)
+    for token in _IDENTIFIER.findall(bare):
+        if token not in names and token not in ALLOWED_FUNCTIONS:
+            raise InputError(
+                "moderator formula {0}: '{1}' is not a column (functions allowed: {2})", repr(formula), token, _ALLOWED
+            )
+
+
+def _formula_columns(formula: str) -> list[str]:
+    from formulaic import Formula
+    from formulaic.errors import FormulaicError
+
+    try:
+        return sorted(Formula(formula).required_variables)
+    except FormulaicError as error:
+        raise InputError("moderator formula {0} cannot be read: {1}", repr(formula), _first_line(error)) from None
+
+
+def moderator_matrix(data: pd.DataFrame, formula: str, categorical: Sequence[str]) -> tuple[Array, ModelTerms]:
+    """The model matrix of a checked moderator formula (intercept unless it drops it) and its terms."""
+    from formulaic import Formula
+    from formulaic.errors import FormulaicError
+
+    required = _formula_columns(formula)
+    parsed = Formula(formula)
+    _require_columns(data, required)
+    used = data[required]
+    for col in required:
+        series = used[col]
+        if col in categorical or not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
+            levels = series.unique()
             if len(levels) < 2:
                 raise InputError(
                     "moderator '{0}' has a single level ({1}): its effect cannot be estimated",
                     col,
                     repr(_format_level(levels[0])),
                 )
-            for level in levels[1:]:
-                columns.append((series == level).to_numpy(dtype=np.float64))
-                names.append(f"{col}{_format_level(level)}")
-        elif pd.api.types.is_bool_dtype(series):
-            columns.append(series.to_numpy(dtype=np.float64))
-            names.append(f"{col}TRUE")
-        else:
-            columns.append(_numeric(data, col))
-            names.append(col)
-    x = np.column_stack(columns)
+    bools = frozenset(c for c in required if pd.api.types.is_bool_dtype(used[c]))
+    try:
+        mm = parsed.get_model_matrix(used, na_action="raise")
+    except FormulaicError as error:
+        raise InputError("moderator formula {0} cannot be evaluated: {1}", repr(formula), _first_line(error)) from None
+    x = np.asarray(mm, dtype=np.float64)
+    names = tuple(r_style_name(str(c), bools) for c in mm.columns)
+    spec = mm.model_spec
+    terms = tuple((_term_label(str(t)), tuple(int(i) for i in idx)) for t, idx in spec.term_indices.items())
+    for label, idx in terms:
+        if not idx:
+            raise InputError("moderator term '{0}' has no variation in the data: its effect cannot be estimated", label)
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if bad.size:
+        raise InputError("moderators row {0}: a value is not finite (check {1})", int(bad[0]) + 1, ", ".join(required))
+    if x.shape[1] == 0:
+        raise InputError("moderator formula {0} leaves no coefficient to estimate", repr(formula))
     if np.linalg.matrix_rank(x) < x.shape[1]:
         raise InputError(
-            "moderators are collinear (the model matrix is not of full rank): check {0}", ", ".join(names[1:])
+            "moderators are collinear (the model matrix is not of full rank): check {0}",
+            ", ".join(n for n in names if n != "intrcpt"),
         )
-    return x, tuple(names)
+    return x, ModelTerms(formula=formula, coef_names=names, terms=terms, spec=spec)
 
 
 def prepare(
@@ -114,7 +306,7 @@ def prepare(
     vi: str,
     cluster: str | None,
     within: str | None,
-    mods: Sequence[str],
+    mods: str | Sequence[str] | None,
     categorical: Sequence[str],
     missing: MissingPolicy,
 ) -> MetaData:
@@ -123,12 +315,11 @@ def prepare(
         raise InputError("data must be a pandas DataFrame (got {0})", type(data).__name__)
     if within is not None and cluster is None:
         raise InputError("'within' needs 'cluster': effects are nested within clusters")
-    for col in categorical:
-        if col not in mods:
-            raise InputError(
-                "categorical column '{0}' is not among the moderators ({1})", col, ", ".join(mods) or "none"
-            )
-    used = [yi, vi, *([cluster] if cluster else []), *([within] if within else []), *mods]
+    formula, written = moderator_formula(mods, categorical)
+    if written:
+        _check_formula(formula, list(data.columns))
+    mod_columns = _formula_columns(formula)
+    used = [yi, vi, *([cluster] if cluster else []), *([within] if within else []), *mod_columns]
     _require_columns(data, used)
     frame = data.reset_index(drop=True)
     y_all = _numeric(frame, yi)
@@ -167,7 +358,7 @@ def prepare(
             nonpositive.size,
             _row_list(rows[nonpositive]),
         )
-    x, names = moderator_matrix(frame, mods, categorical)
+    x, terms = moderator_matrix(frame, formula, categorical)
     k, p = x.shape
     if k <= p:
         raise InputError("{0} usable row(s) for {1} coefficient(s): a model needs more rows than coefficients", k, p)
@@ -186,7 +377,7 @@ def prepare(
         y=y,
         v=v,
         x=x,
-        coef_names=names,
+        terms=terms,
         level_names=tuple(level_names),
         level_codes=tuple(codes),
         rows=rows,

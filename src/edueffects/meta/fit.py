@@ -1,26 +1,207 @@
-"""``meta()``: equal-effects, random-effects and multilevel (nested) meta-analysis at metafor parity."""
+"""``meta()``: equal-effects, random-effects and multilevel (nested) meta-analysis at metafor parity.
+
+The fit runs in named steps: check the options, prepare the data (:mod:`edueffects.meta.design`),
+estimate the variance components, then the fixed effects and their tests, heterogeneity, and the
+intervals of the variance components.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 
-from edueffects.core.distributions import chi2_sf, f_sf
+from edueffects.core.distributions import chi2_sf
 from edueffects.core.errors import InputError
-from edueffects.core.inference import coefficient_table, critical_value, information_criteria
-from edueffects.core.linalg import weighted_ls
-from edueffects.core.nested import Convergence, Evaluation, design_from_rows, evaluate, maximize
+from edueffects.core.inference import coefficient_table
+from edueffects.core.jet import Array
+from edueffects.core.linalg import WeightedFit, weighted_ls
+from edueffects.core.nested import Convergence, Evaluation, NestedDesign, design_from_rows, evaluate, maximize
 from edueffects.core.profile import VarianceInterval, profile_interval, q_profile_interval
-from edueffects.meta.design import MissingPolicy, prepare
+from edueffects.core.results import FitRecord, normalize_level, wald_test
+from edueffects.meta.design import MetaData, MissingPolicy, prepare
 from edueffects.meta.estimators import generalized_q, hedges, moment_tau2
 from edueffects.meta.result import FittedState, MetaResult, Prediction
 
 EstimationMethod = Literal["EE", "FE", "DL", "REML", "ML", "PM", "HS", "SJ", "EB", "HE"]
 TestMethod = Literal["z", "t", "knha"]
+ESTIMATION_METHODS: tuple[str, ...] = get_args(EstimationMethod)
+TEST_METHODS: tuple[str, ...] = get_args(TestMethod)
+DEFAULT_METHOD: EstimationMethod = "REML"
+DEFAULT_TEST: TestMethod = "z"
+DEFAULT_LEVEL = 95.0
 LIKELIHOOD = ("REML", "ML")
+
+
+@dataclass(frozen=True, eq=False)
+class VarianceFit:
+    """The variance components of a fit and the likelihood evaluation at them."""
+
+    model: Literal["fixed", "univariate", "multilevel"]
+    design: NestedDesign
+    evaluation: Evaluation
+    convergence: Convergence
+    names: tuple[str, ...]
+    estimated: tuple[bool, ...]
+    loglik_method: str
+
+
+def _check_options(
+    method: str, test: str, level: float, cluster: str | None, sigma2: Sequence[float | None] | None, tau2: float | None
+) -> float:
+    if method not in ESTIMATION_METHODS:
+        raise InputError("method '{0}' is not one of {1}", method, ", ".join(ESTIMATION_METHODS))
+    if test not in TEST_METHODS:
+        raise InputError("test '{0}' is not one of z, t, knha", test)
+    if cluster is not None and method not in LIKELIHOOD:
+        raise InputError("multilevel models are fitted by REML or ML, not '{0}'", method)
+    if cluster is not None and test == "knha":
+        raise InputError("test 'knha' is for univariate models; use test='t' for multilevel models")
+    if sigma2 is not None and cluster is None:
+        raise InputError("sigma2 fixes variance components of multilevel models; use tau2 for a univariate model")
+    if tau2 is not None and cluster is not None:
+        raise InputError("tau2 is for univariate models; use sigma2 for the components of a multilevel model")
+    if tau2 is not None and (not np.isfinite(tau2) or tau2 < 0):
+        raise InputError("tau2 must be a finite number >= 0 (got {0})", tau2)
+    if tau2 is not None and method in ("EE", "FE"):
+        raise InputError("tau2 cannot be fixed in an equal-effects model")
+    return normalize_level(level)
+
+
+def _fixed_components(sigma2: Sequence[float | None] | None, names: tuple[str, ...]) -> list[float | None]:
+    if sigma2 is None:
+        return [None] * len(names)
+    values = list(sigma2)
+    if len(values) != len(names):
+        raise InputError(
+            "sigma2 has {0} value(s) for {1} variance component(s) ({2})", len(values), len(names), ", ".join(names)
+        )
+    for name, value in zip(names, values, strict=True):
+        if value is not None and (not np.isfinite(value) or value < 0):
+            raise InputError("sigma2 for '{0}' must be None (estimated) or a number >= 0 (got {1})", name, value)
+    return values
+
+
+def _univariate_tau2(
+    x: Array, y: Array, v: Array, method: str, fixed: float | None
+) -> tuple[NestedDesign, Evaluation, Convergence, str]:
+    """tau^2 of the random-effects model by ``method`` (or held at ``fixed``)."""
+    design = design_from_rows(x, y, v, [], residual=True)
+    if fixed is not None:
+        ll_method = method if method in LIKELIHOOD else "ML"
+        ev = evaluate(design, np.array([fixed]), ll_method)  # type: ignore[arg-type]
+        return design, ev, Convergence(True, 0, 0.0, (fixed <= 0.0,)), ll_method
+    if method in LIKELIHOOD:
+        ev, conv = maximize(design, method, np.array([hedges(x, y, v)]))  # type: ignore[arg-type]
+        return design, ev, conv, method
+    tau2 = moment_tau2(method, x, y, v)  # type: ignore[arg-type]
+    return design, evaluate(design, np.array([tau2]), "ML"), Convergence(True, 0, 0.0, (tau2 <= 0.0,)), "ML"
+
+
+def _estimate_variance(
+    md: MetaData, method: str, fe: WeightedFit, sigma2: Sequence[float | None] | None, tau2: float | None
+) -> VarianceFit:
+    x, y, v = md.x, md.y, md.v
+    if md.level_codes:
+        names = tuple(f"sigma2 {name}" for name in md.level_names)
+        fixed = _fixed_components(sigma2, names)
+        design = design_from_rows(x, y, v, list(md.level_codes), residual=False)
+        qe_df = x.shape[0] - x.shape[1]
+        dl = max(0.0, (fe.rss - qe_df) / fe.trace_p)
+        share = max(dl, 1e-3 * float(np.var(y))) / len(names)
+        start = np.array([share if f is None else f for f in fixed])
+        held = [f is not None for f in fixed]
+        ev, conv = maximize(design, method, start, fixed=held)  # type: ignore[arg-type]
+        return VarianceFit("multilevel", design, ev, conv, names, tuple(not h for h in held), method)
+    if method in ("EE", "FE"):
+        design = design_from_rows(x, y, v, [], residual=False)
+        ev = evaluate(design, np.zeros(0), "ML")
+        return VarianceFit("fixed", design, ev, Convergence(True, 0, 0.0, ()), (), (), "ML")
+    design, ev, conv, ll_method = _univariate_tau2(x, y, v, method, tau2)
+    return VarianceFit("univariate", design, ev, conv, ("tau2",), (tau2 is None,), ll_method)
+
+
+def _variance_se(fit: VarianceFit, md: MetaData, method: str) -> Array:
+    """SEs of the variance components: metafor's expected information for the univariate ML/REML
+    model (``2 / sum w^2``, ``2 / tr(P^2)``); the inverse observed information (exact Hessian) of
+    the free, interior components of multilevel models; NaN where not defined."""
+    theta = fit.evaluation.theta
+    se = np.full(theta.size, np.nan)
+    if fit.model == "univariate" and method in LIKELIHOOD and fit.estimated[0]:
+        w = 1.0 / (md.v + theta[0])
+        if method == "ML":
+            info = 0.5 * float(np.sum(w * w))
+        else:  # tr(P^2) = sum w^2 - 2 tr(A^-1 X'W^3X) + tr((A^-1 X'W^2X)^2), A = X'WX
+            x = md.x
+            a_inv = np.linalg.inv((x * w[:, None]).T @ x)
+            b = a_inv @ ((x * (w * w)[:, None]).T @ x)
+            c = a_inv @ ((x * (w**3)[:, None]).T @ x)
+            info = 0.5 * float(np.sum(w * w) - 2.0 * np.trace(c) + np.trace(b @ b))
+        se[0] = np.sqrt(1.0 / info)
+    elif fit.model == "multilevel":
+        free = np.asarray(fit.estimated) & (theta > 0.0)
+        if free.any():
+            information = -fit.evaluation.hessian[np.ix_(free, free)]
+            with np.errstate(invalid="ignore"):
+                se[free] = np.sqrt(np.diag(np.linalg.inv(information)))
+    return se
+
+
+def _pseudo_r2(md: MetaData, method: str, fit: VarianceFit, tau2: float | None) -> float | None:
+    """metafor's pseudo-R^2: ``max(0, 100 (tau2_0 - tau2) / tau2_0)`` against the intercept-only model
+    fitted the same way (univariate models with an intercept and moderators)."""
+    if fit.model != "univariate" or tau2 is not None or not md.terms.has_intercept or md.x.shape[1] < 2:
+        return None
+    ones = np.ones((md.x.shape[0], 1))
+    _, ev0, _, _ = _univariate_tau2(ones, md.y, md.v, method, None)
+    tau2_0 = float(ev0.theta[0])
+    if tau2_0 <= 0.0:
+        return None
+    return max(0.0, 100.0 * (tau2_0 - float(fit.evaluation.theta[0])) / tau2_0)
+
+
+def _variance_intervals(
+    fit: VarianceFit, md: MetaData, method: str, level: float, qe_df: int, typical_v: float
+) -> tuple[VarianceInterval, ...]:
+    """Q-profile CI of tau^2 with tau, I^2 and H^2 from it (univariate); profile-likelihood CIs of
+    every estimated sigma^2 (multilevel)."""
+    theta = fit.evaluation.theta
+    if fit.model == "univariate" and fit.estimated[0]:
+        t = float(theta[0])
+        lb, ub = q_profile_interval(lambda s: generalized_q(md.x, md.y, md.v, s), qe_df, t, level)
+        kind = "Q-profile"
+
+        def i2(s: float) -> float:
+            return 100.0 * s / (s + typical_v)
+
+        def h2(s: float) -> float:
+            return (s + typical_v) / typical_v
+
+        return (
+            VarianceInterval("tau2", t, lb, ub, kind),
+            VarianceInterval("tau", float(np.sqrt(t)), float(np.sqrt(lb)), float(np.sqrt(ub)), kind),
+            VarianceInterval("I2", i2(t), i2(lb), i2(ub), kind),
+            VarianceInterval("H2", h2(t), h2(lb), h2(ub), kind),
+        )
+    if fit.model == "multilevel":
+        out = []
+        for i, name in enumerate(fit.names):
+            if fit.estimated[i]:
+                lb, ub = profile_interval(
+                    fit.design,
+                    "ML" if method == "ML" else "REML",
+                    theta,
+                    fit.evaluation.loglik,
+                    i,
+                    level,
+                    fixed=[not e for e in fit.estimated],
+                )
+                out.append(VarianceInterval(name, float(theta[i]), lb, ub, f"profile likelihood ({method})"))
+        return tuple(out)
+    return ()
 
 
 def meta(
@@ -29,33 +210,29 @@ def meta(
     vi: str,
     cluster: str | None = None,
     within: str | None = None,
-    method: EstimationMethod = "REML",
-    mods: Sequence[str] | None = None,
+    method: EstimationMethod = DEFAULT_METHOD,
+    mods: str | Sequence[str] | None = None,
     categorical: Sequence[str] | None = None,
-    test: TestMethod = "z",
-    level: float = 95.0,
+    test: TestMethod = DEFAULT_TEST,
+    level: float = DEFAULT_LEVEL,
     missing: MissingPolicy = "error",
     variance_ci: bool = True,
+    sigma2: Sequence[float | None] | None = None,
+    tau2: float | None = None,
 ) -> MetaResult:
     """Fit a meta-analytic model of effect sizes ``yi`` with known sampling variances ``vi``.
 
     Without ``cluster``: the equal-effects (``EE``/``FE``) or random-effects model with tau^2 by
-    ``method``. With ``cluster`` (and ``within``): the multilevel model with random intercepts for
-    clusters and for effects within clusters (``rma.mv(yi, vi, random = ~ 1 | cluster/within)``),
-    fitted by REML or ML. ``mods`` are moderator columns (strings and ``categorical`` columns get
-    treatment coding); ``test`` is ``z``, ``t`` (df = k - p) or ``knha`` (Knapp–Hartung, univariate).
+    ``method`` (``tau2`` fixes it). With ``cluster`` (and ``within``): the multilevel model with
+    random intercepts for clusters and for effects within clusters (``rma.mv(yi, vi, random = ~ 1 |
+    cluster/within)``), fitted by REML or ML; ``sigma2`` fixes components (outer first, ``None`` =
+    estimated; ``[None, 0]`` is the two-level model without the effect level). ``mods`` is a
+    formula (``"~ a * b + C(c)"``), a column, or a list of columns (text and ``categorical`` columns get
+    treatment coding); ``test`` is ``z``, ``t`` (df = k - p) or ``knha`` (Knapp–Hartung, univariate);
+    ``level`` is in percent (95) or a proportion (0.95).
     """
-    if method not in get_args(EstimationMethod):
-        raise InputError("method '{0}' is not one of {1}", method, ", ".join(get_args(EstimationMethod)))
-    if test not in get_args(TestMethod):
-        raise InputError("test '{0}' is not one of z, t, knha", test)
-    if not 0.0 < level < 100.0:
-        raise InputError("level must be between 0 and 100 (got {0})", level)
-    if cluster is not None and method not in LIKELIHOOD:
-        raise InputError("multilevel models are fitted by REML or ML, not '{0}'", method)
-    if cluster is not None and test == "knha":
-        raise InputError("test 'knha' is for univariate models; use test='t' for multilevel models")
-    md = prepare(data, yi, vi, cluster, within, list(mods or []), list(categorical or []), missing)
+    level = _check_options(method, test, level, cluster, sigma2, tau2)
+    md = prepare(data, yi, vi, cluster, within, mods, list(categorical or []), missing)
     x, y, v = md.x, md.y, md.v
     k, p = x.shape
     warnings: list[str] = []
@@ -65,45 +242,12 @@ def meta(
     fe = weighted_ls(x, y, 1.0 / v)
     qe_df = k - p
     typical_v = qe_df / fe.trace_p
-
-    if cluster is not None:
-        model: Literal["fixed", "univariate", "multilevel"] = "multilevel"
-        design = design_from_rows(x, y, v, list(md.level_codes), residual=False)
-        n_levels = len(md.level_codes)
-        dl = max(0.0, (fe.rss - qe_df) / fe.trace_p)
-        start = np.full(n_levels, max(dl, 1e-3 * float(np.var(y))) / n_levels)
-        ev, conv = maximize(design, method, start)  # type: ignore[arg-type]
-        variance_names = tuple(f"sigma2 {name}" for name in md.level_names)
-        residual_variance = 0.0
-        theta_levels = ev.theta
-        ll_method = method
-    elif method in ("EE", "FE"):
-        model = "fixed"
-        design = design_from_rows(x, y, v, [], residual=False)
-        ev = evaluate(design, np.zeros(0), "ML")
-        conv = Convergence(True, 0, 0.0, ())
-        variance_names = ()
-        residual_variance = 0.0
-        theta_levels = np.zeros(0)
-        ll_method = "ML"
-    else:
-        model = "univariate"
-        design = design_from_rows(x, y, v, [], residual=True)
-        if method in LIKELIHOOD:
-            ev, conv = maximize(design, method, np.array([hedges(x, y, v)]))  # type: ignore[arg-type]
-            ll_method = method
-        else:
-            tau2 = moment_tau2(method, x, y, v)  # type: ignore[arg-type]
-            ev = evaluate(design, np.array([tau2]), "ML")
-            conv = Convergence(True, 0, 0.0, (tau2 <= 0.0,))
-            ll_method = "ML"
-        variance_names = ("tau2",)
-        residual_variance = float(ev.theta[0])
-        theta_levels = np.zeros(0)
+    fit = _estimate_variance(md, method, fe, sigma2, tau2)
+    ev, conv = fit.evaluation, fit.convergence
     if not conv.converged:
         warnings.append("the optimiser did not converge: treat the estimates with caution")
-    for name, at_zero in zip(variance_names, conv.at_boundary, strict=False):
-        if at_zero:
+    for name, at_zero, free in zip(fit.names, conv.at_boundary, fit.estimated, strict=False):
+        if at_zero and free:
             warnings.append(f"{name} is estimated at the boundary (0)")
 
     theta = ev.theta
@@ -111,42 +255,41 @@ def meta(
     if test == "knha":
         cov = cov * (ev.rss / qe_df)
     df = float(qe_df) if test in ("t", "knha") else float("inf")
-    coefs = coefficient_table(md.coef_names, ev.beta, np.sqrt(np.diag(cov)), df, level)
+    names = md.terms.coef_names
+    coefs = coefficient_table(names, ev.beta, np.sqrt(np.diag(cov)), df, level)
 
-    qm = qmp = None
-    qm_df: tuple[int, int | None] | None = None
-    if p > 1:
-        b = ev.beta[1:]
-        qm_value = float(b @ np.linalg.solve(cov[1:, 1:], b))
-        m = p - 1
-        if test == "z":
-            qm, qmp, qm_df = qm_value, chi2_sf(qm_value, m), (m, None)
-        else:
-            qm = qm_value / m
-            qmp, qm_df = f_sf(qm, m, qe_df), (m, qe_df)
+    tested = md.terms.moderator_columns() if md.terms.has_intercept else tuple(range(p))
+    qm = None
+    if tested:
+        selection = np.eye(p)[list(tested)]
+        qm = wald_test(ev.beta, cov, selection, df, names, "model-based")
 
-    fit_ev: Evaluation = ev if ll_method == method else evaluate(design, theta, "ML")
-    n_var = theta.size
-    parms = p + n_var
-    loglik = fit_ev.loglik
-    aic, bic = information_criteria(loglik, parms, k - p if ll_method == "REML" else k)
+    fit_ev: Evaluation = ev if fit.loglik_method == method else evaluate(fit.design, theta, "ML")
+    n_params = p + int(sum(fit.estimated))
+    record = FitRecord(
+        method="EE" if method == "FE" else method,
+        loglik=fit_ev.loglik,
+        n_params=n_params,
+        n_info=float(k - p if fit.loglik_method == "REML" else k),
+        n_obs=k,
+        x=x,
+        y=y,
+    )
 
     total_var = float(np.sum(theta))
     i2_levels = tuple(float(100.0 * t / (total_var + typical_v)) for t in theta)
-    if model == "fixed":  # metafor: from Q for the equal-effects model
+    if fit.model == "fixed":  # metafor: from Q for the equal-effects model
         i2_total = max(0.0, 100.0 * (fe.rss - qe_df) / fe.rss)
         h2: float | None = fe.rss / qe_df
     else:
         i2_total = float(100.0 * total_var / (total_var + typical_v))
-        h2 = (total_var + typical_v) / typical_v if model == "univariate" else None
+        h2 = (total_var + typical_v) / typical_v if fit.model == "univariate" else None
 
     prediction = None
-    if p == 1:
-        se0 = float(coefs.se[0])
-        crit = float(critical_value(df, level))
-        half_pi = crit * np.sqrt(se0**2 + total_var)
-        est = float(ev.beta[0])
-        random = model != "fixed"
+    if p == 1 and md.terms.has_intercept:
+        est, se0 = float(ev.beta[0]), float(coefs.se[0])
+        random = fit.model != "fixed"
+        half_pi = float(coefs.ci_ub[0] - est) / se0 * np.sqrt(se0**2 + total_var)
         prediction = Prediction(
             pred=est,
             se=se0,
@@ -156,28 +299,23 @@ def meta(
             pi_ub=est + half_pi if random else None,
         )
 
-    intervals: list[VarianceInterval] = []
-    if variance_ci and model == "univariate":
-        lb, ub = q_profile_interval(lambda t: generalized_q(x, y, v, t), qe_df, float(theta[0]), level)
-        intervals.append(VarianceInterval("tau2", float(theta[0]), lb, ub, "Q-profile"))
-    elif variance_ci and model == "multilevel":
-        for i, name in enumerate(variance_names):
-            lb, ub = profile_interval(design, method, theta, ev.loglik, i, level)  # type: ignore[arg-type]
-            intervals.append(VarianceInterval(name, float(theta[i]), lb, ub, f"profile likelihood ({method})"))
-
-    fitted = FittedState(
+    intervals = _variance_intervals(fit, md, method, level, qe_df, typical_v) if variance_ci else ()
+    state = FittedState(
         x=x,
         y=y,
         v=v,
         level_codes=md.level_codes,
-        theta=theta_levels if model == "multilevel" else np.zeros(0),
+        level_names=md.level_names,
+        theta=theta if fit.model == "multilevel" else np.zeros(0),
         beta=ev.beta,
         cov_beta=ev.cov_beta,
         frame=md.frame,
-        residual_variance=residual_variance,
+        residual_variance=float(theta[0]) if fit.model == "univariate" else 0.0,
+        terms=md.terms,
+        estimated=fit.estimated,
     )
     return MetaResult(
-        model=model,
+        model=fit.model,
         method="EE" if method == "FE" else method,
         test=test,
         level=level,
@@ -185,25 +323,24 @@ def meta(
         n_groups=tuple(int(c.max()) + 1 for c in md.level_codes),
         coefficients=coefs,
         cov_beta=cov,
-        variance_names=variance_names,
+        variance_names=fit.names,
         variance=theta,
+        variance_se=_variance_se(fit, md, method),
+        variance_fixed=tuple(not e for e in fit.estimated),
         QE=fe.rss,
         QEp=chi2_sf(fe.rss, qe_df),
         QE_df=qe_df,
-        QM=qm,
-        QMp=qmp,
-        QMdf=qm_df,
-        loglik=loglik,
-        aic=float(aic),
-        bic=float(bic),
+        moderator_test=qm,
+        fit_record=record,
         i2_total=i2_total,
         i2_levels=i2_levels,
         h2=h2,
+        r2=_pseudo_r2(md, method, fit, tau2),
         typical_v=float(typical_v),
         prediction=prediction,
-        variance_ci=tuple(intervals),
+        variance_ci=intervals,
         convergence=conv,
         n_dropped=md.n_dropped,
         warnings=tuple(warnings),
-        fitted=fitted,
+        state=state,
     )

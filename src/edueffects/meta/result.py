@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -12,12 +13,29 @@ from numpy.typing import NDArray
 from edueffects.core.errors import InputError
 from edueffects.core.inference import CoefficientAccessors, CoefficientTable, coefficient_table
 from edueffects.core.jet import Array
-from edueffects.core.nested import Convergence, design_from_rows
+from edueffects.core.nested import Convergence, Method, design_from_rows
 from edueffects.core.profile import VarianceInterval, profile_curve
-from edueffects.core.robust import cr2
-from edueffects.meta.design import sorted_codes
+from edueffects.core.results import (
+    FitRecord,
+    ResultDisplay,
+    WaldTest,
+    contrast_labels,
+    format_level,
+    normalize_level,
+    wald_test,
+)
+from edueffects.core.robust import RobustCovariance, cr2
+from edueffects.meta.design import ModelTerms, sorted_codes
+from edueffects.meta.predict import (
+    TRANSFORM_FUNCTIONS,
+    Predictions,
+    check_transform,
+    multilevel_ranef,
+    prediction_table,
+    univariate_blup,
+)
 
-Transform = Literal["z_to_r"]
+ArrayLike = NDArray[np.float64] | Sequence[Sequence[float]] | Sequence[float]
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -55,16 +73,21 @@ class Prediction:
             "pi_ub": self.pi_ub,
         }
 
-    def transformed(self, transform: Transform) -> Prediction:
-        """Back-transform to the reported metric (``z_to_r``: Fisher z to r by tanh; se is dropped)."""
-        f = np.tanh
+    def transformed(self, transform: str) -> Prediction:
+        """Back-transform to the reported metric (``tanh``/``z_to_r``: Fisher z to r; ``exp``: log ratios
+        to ratios); se is dropped."""
+        transform_values = TRANSFORM_FUNCTIONS[check_transform(transform)]
+
+        def f(value: float) -> float:
+            return float(transform_values(np.asarray(value, dtype=np.float64)))
+
         return Prediction(
-            pred=float(f(self.pred)),
+            pred=f(self.pred),
             se=float("nan"),
-            ci_lb=float(f(self.ci_lb)),
-            ci_ub=float(f(self.ci_ub)),
-            pi_lb=None if self.pi_lb is None else float(f(self.pi_lb)),
-            pi_ub=None if self.pi_ub is None else float(f(self.pi_ub)),
+            ci_lb=f(self.ci_lb),
+            ci_ub=f(self.ci_ub),
+            pi_lb=None if self.pi_lb is None else f(self.pi_lb),
+            pi_ub=None if self.pi_ub is None else f(self.pi_ub),
         )
 
 
@@ -76,24 +99,53 @@ class FittedState:
     y: Array
     v: Array
     level_codes: tuple[NDArray[np.intp], ...]
+    level_names: tuple[str, ...]
     theta: Array
     beta: Array
     cov_beta: Array
     frame: pd.DataFrame
     residual_variance: float
+    terms: ModelTerms
+    estimated: tuple[bool, ...]
 
 
-@dataclass(frozen=True, eq=False)
-class RobustResult:
-    """CR2 cluster-robust inference with Satterthwaite df (clubSandwich's ``coef_test``)."""
+@dataclass(frozen=True, eq=False, repr=False)
+class RobustResult(ResultDisplay, CoefficientAccessors):
+    """CR2 cluster-robust inference with Satterthwaite df (clubSandwich's ``coef_test``) and joint
+    cluster-robust Wald tests (``Wald_test``, HTZ)."""
 
     coefficients: CoefficientTable
     vcov: Array
     cluster: str
     n_clusters: int
+    covariance: RobustCovariance = field(repr=False)
+    terms: ModelTerms = field(repr=False)
 
     def tidy(self) -> pd.DataFrame:
         return self.coefficients.to_frame()
+
+    def wald(
+        self,
+        terms: str | Sequence[str] | None = None,
+        L: ArrayLike | None = None,
+        test: Literal["HTZ", "Naive-F", "chi-sq"] = "HTZ",
+    ) -> WaldTest:
+        """Cluster-robust test of ``L b = 0`` (or of the coefficients of ``terms``): clubSandwich's
+        ``Wald_test(vcov = "CR2", test = "HTZ" | "Naive-F" | "chi-sq")``."""
+        from edueffects.core.robust import cr2_wald_test
+
+        matrix = hypothesis_matrix(self.terms, terms, L)
+        out = cr2_wald_test(self.covariance, self.coefficients.estimate, matrix, test)
+        labels = contrast_labels(matrix, self.terms.coef_names)
+        return WaldTest(
+            labels,
+            float(out.statistic),
+            float(out.df_num),
+            None if out.df_denom is None else float(out.df_denom),
+            float(out.pval),
+            "chi2" if out.df_denom is None else "F",
+            f"CR2, {test}, {self.n_clusters} clusters by {self.cluster}",
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -102,12 +154,40 @@ class RobustResult:
             "cluster": self.cluster,
             "n_clusters": self.n_clusters,
             "coefficients": self.coefficients.to_records(),
+            "wald": [self.wald(label).to_dict() for label in moderator_terms(self.terms)],
         }
 
     def summary(self) -> str:
         lines = [f"Cluster-robust inference (CR2, Satterthwaite df), {self.n_clusters} clusters by {self.cluster}"]
         lines.append(_coef_block(self.coefficients, "t"))
         return "\n".join(lines)
+
+
+def moderator_terms(terms: ModelTerms) -> list[str]:
+    """Term labels other than the intercept (each gets its own joint test)."""
+    return [label for label, _ in terms.terms if label != "intrcpt"]
+
+
+def hypothesis_matrix(terms: ModelTerms, selection: str | Sequence[str] | None, matrix: ArrayLike | None) -> Array:
+    """``L`` of a Wald test: rows of the identity for the selected coefficients or terms, or the
+    user's contrast matrix (one row per hypothesis, one column per coefficient)."""
+    p = len(terms.coef_names)
+    if (selection is None) == (matrix is None):
+        raise InputError("give either terms (coefficient or term names) or L (a contrast matrix), not both or neither")
+    if selection is not None:
+        chosen = terms.select([selection] if isinstance(selection, str) else list(selection))
+        return np.eye(p)[list(chosen)]
+    try:
+        out = np.atleast_2d(np.asarray(matrix, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise InputError("L must be a numeric matrix with one column per coefficient ({0})", p) from None
+    if out.ndim != 2 or out.shape[1] != p:
+        raise InputError(
+            "L has {0} column(s); the model has {1} coefficient(s) ({2})", out.shape[-1], p, ", ".join(terms.coef_names)
+        )
+    if not np.isfinite(out).all() or not np.any(out != 0, axis=1).all():
+        raise InputError("L must be finite and each row must have a non-zero weight")
+    return out
 
 
 def _coef_block(table: CoefficientTable, stat_name: str) -> str:
@@ -123,8 +203,8 @@ def _coef_block(table: CoefficientTable, stat_name: str) -> str:
     return "\n".join(rows)
 
 
-@dataclass(frozen=True, eq=False)
-class MetaResult(CoefficientAccessors):
+@dataclass(frozen=True, eq=False, repr=False)
+class MetaResult(ResultDisplay, CoefficientAccessors):
     """A fitted meta-analytic model: coefficients, heterogeneity, fit statistics and convergence."""
 
     model: Literal["fixed", "univariate", "multilevel"]
@@ -137,35 +217,86 @@ class MetaResult(CoefficientAccessors):
     cov_beta: Array
     variance_names: tuple[str, ...]
     variance: Array
+    variance_se: Array
+    variance_fixed: tuple[bool, ...]
     QE: float
     QEp: float
     QE_df: int
-    QM: float | None
-    QMp: float | None
-    QMdf: tuple[int, int | None] | None
-    loglik: float
-    aic: float
-    bic: float
+    moderator_test: WaldTest | None
+    fit_record: FitRecord
     i2_total: float
     i2_levels: tuple[float, ...]
     h2: float | None
+    r2: float | None
     typical_v: float
     prediction: Prediction | None
     variance_ci: tuple[VarianceInterval, ...]
     convergence: Convergence
     n_dropped: int
     warnings: tuple[str, ...]
-    fitted: FittedState = field(repr=False)
+    state: FittedState = field(repr=False)
+
+    # --- fit statistics ------------------------------------------------------------------------
+    @property
+    def loglik(self) -> float:
+        return self.fit_record.loglik
+
+    @property
+    def aic(self) -> float:
+        return self.fit_record.aic
+
+    @property
+    def bic(self) -> float:
+        return self.fit_record.bic
+
+    @property
+    def aicc(self) -> float:
+        return self.fit_record.aicc
+
+    @property
+    def QM(self) -> float | None:
+        return None if self.moderator_test is None else self.moderator_test.statistic
+
+    @property
+    def QMp(self) -> float | None:
+        return None if self.moderator_test is None else self.moderator_test.pval
+
+    @property
+    def QMdf(self) -> tuple[int, int | None] | None:
+        t = self.moderator_test
+        return None if t is None else (int(t.df1), None if t.df2 is None else int(t.df2))
+
+    @property
+    def terms(self) -> ModelTerms:
+        return self.state.terms
+
+    @property
+    def _df(self) -> float:
+        return float(self.coefficients.df[0])
 
     # --- coefficient accessors -------------------------------------------------------------
     def tidy(self) -> pd.DataFrame:
         """Coefficients as a DataFrame: term, estimate, se, stat, df, pval, ci_lb, ci_ub."""
         return self.coefficients.to_frame()
 
+    # --- tests ---------------------------------------------------------------------------------
+    def wald(self, terms: str | Sequence[str] | None = None, L: ArrayLike | None = None) -> WaldTest:
+        """Wald test of the coefficients of ``terms`` (names of coefficients or of formula terms) or of
+        the contrasts ``L b = 0``, with the model's z, t or Knapp–Hartung reference distribution
+        (metafor ``anova(res, btt=)`` / ``anova(res, X=)``)."""
+        matrix = hypothesis_matrix(self.terms, terms, L)
+        return wald_test(
+            self.coefficients.estimate, self.cov_beta, matrix, self._df, self.terms.coef_names, "model-based"
+        )
+
+    def term_tests(self) -> tuple[WaldTest, ...]:
+        """One joint Wald test per moderator term of the formula (all dummies of a factor together)."""
+        return tuple(self.wald(label) for label in moderator_terms(self.terms))
+
     # --- re-inference ------------------------------------------------------------------------
     def robust(self, cluster: str | NDArray[np.generic] | pd.Series, level: float | None = None) -> RobustResult:
         """CR2 cluster-robust SEs with Satterthwaite df, clustering by a column name or a vector."""
-        fit = self.fitted
+        fit = self.state
         if isinstance(cluster, str):
             if cluster not in fit.frame.columns:
                 raise InputError("robust cluster column '{0}' not found", cluster)
@@ -189,6 +320,9 @@ class MetaResult(CoefficientAccessors):
                     "each model cluster must lie within one robust cluster",
                     label,
                 )
+        n_clusters = int(codes.max()) + 1
+        if n_clusters < 2:
+            raise InputError("robust cluster '{0}' has a single cluster: cluster-robust inference needs several", label)
         residuals = fit.y - fit.x @ fit.beta
         rc = cr2(
             fit.x,
@@ -204,28 +338,116 @@ class MetaResult(CoefficientAccessors):
             fit.beta,
             np.sqrt(np.diag(rc.vcov)),
             rc.df,
-            self.level if level is None else level,
+            self.level if level is None else normalize_level(level),
         )
-        return RobustResult(coefficients=table, vcov=rc.vcov, cluster=label, n_clusters=rc.n_clusters)
+        return RobustResult(
+            coefficients=table, vcov=rc.vcov, cluster=label, n_clusters=rc.n_clusters, covariance=rc, terms=self.terms
+        )
 
+    # --- predictions ---------------------------------------------------------------------------
+    def predict(
+        self,
+        newmods: pd.DataFrame | Mapping[str, object] | ArrayLike | None = None,
+        transf: str | None = None,
+        level: float | None = None,
+    ) -> Predictions:
+        """Predicted values with SE, CI and prediction interval (metafor ``predict.rma``).
+
+        ``newmods``: a DataFrame or dict of the data's moderator columns (coded through the formula,
+        e.g. ``{"ablat": [10, 30]}``), or metafor's matrix of model columns without the intercept;
+        ``None`` predicts the pooled effect (intercept-only models) or every row's fitted value.
+        ``transf``: ``"exp"`` (log ratios), ``"tanh"`` (Fisher z to r) or ``None``.
+        """
+        transform = check_transform(transf)
+        lev = self.level if level is None else normalize_level(level)
+        x_new, labels = self._new_rows(newmods)
+        total = None if self.model == "fixed" else float(np.sum(self.variance))
+        table = prediction_table(
+            x_new, self.coefficients.estimate, self.cov_beta, total, self._df, lev, transform, labels
+        )
+        return Predictions(table=table, level=lev, transform=transform, model=self.model)
+
+    def _new_rows(self, newmods: object) -> tuple[Array, pd.DataFrame | None]:
+        terms = self.terms
+        p = len(terms.coef_names)
+        if newmods is None:
+            if p == 1 and terms.has_intercept:
+                return np.ones((1, 1)), None
+            return self.state.x, None
+        if isinstance(newmods, Mapping):
+            lengths = {len(np.atleast_1d(np.asarray(v, dtype=object))) for v in newmods.values()}
+            if len(lengths) > 1:
+                raise InputError("newmods: every column needs the same number of values")
+            newmods = pd.DataFrame({k: np.atleast_1d(np.asarray(v)) for k, v in newmods.items()})
+        if isinstance(newmods, pd.DataFrame):
+            if len(newmods) == 0:
+                raise InputError("newmods has no rows")
+            return terms.matrix(newmods), newmods
+        try:
+            values = np.asarray(newmods, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError("newmods must be a DataFrame, a dict of columns or a numeric matrix") from None
+        width = p - int(terms.has_intercept)
+        values = values.reshape(-1, 1) if values.ndim == 1 and width == 1 else np.atleast_2d(values)
+        if values.shape[1] != width or not np.isfinite(values).all():
+            raise InputError("newmods needs {0} finite value(s) per row (the model's moderator columns)", width)
+        if terms.has_intercept:
+            values = np.column_stack([np.ones(values.shape[0]), values])
+        return values, None
+
+    def fitted(self) -> pd.Series:
+        """Fitted values ``x_i'b`` of the rows used in the fit (metafor ``fitted``)."""
+        return pd.Series(self.state.x @ self.coefficients.estimate, name="fitted")
+
+    def blup(self) -> pd.DataFrame:
+        """Best linear unbiased predictions of each effect's true value (random-effects models; metafor ``blup``)."""
+        if self.model != "univariate":
+            raise InputError("blup() is for univariate random-effects models; use ranef() for multilevel models")
+        s = self.state
+        return univariate_blup(
+            s.x, s.y, s.v, self.coefficients.estimate, self.cov_beta, float(self.variance[0]), self._df, self.level
+        )
+
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Predicted random effects per level (outer first), indexed by group (metafor ``ranef``)."""
+        if self.model != "multilevel":
+            raise InputError("ranef() is for multilevel models; use blup() for a random-effects model")
+        s = self.state
+        tables = multilevel_ranef(
+            s.x, s.y, s.v, self.coefficients.estimate, self.cov_beta, s.level_codes, self.variance, self._df, self.level
+        )
+        out: dict[str, pd.DataFrame] = {}
+        columns = [name.split("/")[-1] for name in s.level_names]
+        for depth, (name, table) in enumerate(zip(s.level_names, tables, strict=True)):
+            codes = s.level_codes[depth]
+            _, first = np.unique(codes, return_index=True)
+            parts = [s.frame[c].iloc[first].map(_label) for c in columns[: depth + 1]]
+            labels = parts[0].to_numpy(dtype=object)
+            for extra in parts[1:]:
+                labels = labels + "/" + extra.to_numpy(dtype=object)
+            out[name] = table.set_axis(pd.Index(labels, name=name))
+        return out
+
+    # --- variance components -----------------------------------------------------------------
     def profile(self, component: int, points: int = 31) -> pd.DataFrame:
         """Profile log-likelihood of one variance component (multilevel models) over a grid from 0
         to beyond its profile CI: columns ``sigma2``, ``loglik``, ``deviance`` (2 x drop from the maximum)."""
         if self.model != "multilevel":
             raise InputError("profile curves are computed for multilevel models")
-        fit = self.fitted
+        fit = self.state
         design = design_from_rows(fit.x, fit.y, fit.v, list(fit.level_codes), residual=False)
         estimate = float(self.variance[component])
         upper = next((vc.ci_ub for vc in self.variance_ci if vc.component == self.variance_names[component]), None)
         top = 1.5 * (upper if upper is not None and np.isfinite(upper) else 3.0 * max(estimate, 1e-4))
         grid = np.linspace(0.0, max(top, 1e-6), points)
-        loglik = profile_curve(design, self.method, np.asarray(self.variance), component, grid)  # type: ignore[arg-type]
+        method: Method = "ML" if self.method == "ML" else "REML"
+        loglik = profile_curve(design, method, np.asarray(self.variance), component, grid, list(self.variance_fixed))
         return pd.DataFrame({"sigma2": grid, "loglik": loglik, "deviance": 2.0 * (self.loglik - loglik)})
 
-    def back_transform(self, transform: Transform = "z_to_r") -> Prediction:
-        """Pooled estimate, CI and prediction interval back-transformed (e.g. Fisher z to r)."""
+    def back_transform(self, transform: str = "tanh") -> Prediction:
+        """Pooled estimate, CI and prediction interval back-transformed (``tanh``: Fisher z to r, ``exp``)."""
         if self.prediction is None:
-            raise InputError("back-transformation needs a model without moderators")
+            raise InputError("back-transformation needs a model without moderators; use predict(transf=...)")
         return self.prediction.transformed(transform)
 
     # --- output ------------------------------------------------------------------------------
@@ -237,14 +459,20 @@ class MetaResult(CoefficientAccessors):
             "test": self.test,
             "level": self.level,
             "k": self.k,
+            "formula": self.terms.formula,
+            "terms": {label: [self.terms.coef_names[i] for i in idx] for label, idx in self.terms.terms},
             "coefficients": self.coefficients.to_records(),
         }
         if self.model == "multilevel":
             out["sigma2"] = [float(s) for s in self.variance]
             out["sigma2_levels"] = list(self.variance_names)
+            out["sigma2_se"] = [_num(s) for s in self.variance_se]
+            out["sigma2_fixed"] = list(self.variance_fixed)
             out["n_groups"] = list(self.n_groups)
         else:
             out["tau2"] = float(self.variance[0]) if self.variance.size else 0.0
+            out["tau2_se"] = _num(float(self.variance_se[0])) if self.variance_se.size else None
+            out["tau2_fixed"] = bool(self.variance_fixed[0]) if self.variance_fixed else None
         out.update(
             {
                 "QE": self.QE,
@@ -253,11 +481,15 @@ class MetaResult(CoefficientAccessors):
                 "QM": self.QM,
                 "QMp": self.QMp,
                 "QMdf": list(self.QMdf) if self.QMdf is not None else None,
+                "wald": [t.to_dict() for t in self.term_tests()],
                 "logLik": self.loglik,
                 "AIC": self.aic,
                 "BIC": self.bic,
+                "AICc": self.aicc,
+                "n_parameters": self.fit_record.n_params,
                 "I2": {"total": self.i2_total, "levels": list(self.i2_levels), "typical_v": self.typical_v},
                 "H2": self.h2,
+                "R2": self.r2,
                 "prediction": self.prediction.to_dict() if self.prediction else None,
                 "variance_ci": [vc.to_dict() for vc in self.variance_ci],
                 "convergence": self.convergence.to_dict(),
@@ -274,7 +506,11 @@ class MetaResult(CoefficientAccessors):
             "univariate": "Random-effects model",
             "multilevel": f"{len(self.variance) + 1}-level model",
         }[self.model]
-        lines = [f"{kind} ({self.method}), k = {self.k}"]
+        ci_label = f"{format_level(self.level)} CI"
+        lines = [
+            f"{kind} ({self.method}), k = {self.k}"
+            + ("" if self.terms.formula == "~ 1" else f", mods {self.terms.formula}")
+        ]
         if self.n_dropped:
             lines.append(f"  {self.n_dropped} row(s) with missing values were dropped")
         if self.variance.size:
@@ -283,36 +519,42 @@ class MetaResult(CoefficientAccessors):
             intervals = {vc.component: vc for vc in self.variance_ci}
             for i, (name, value) in enumerate(zip(self.variance_names, self.variance, strict=True)):
                 groups = f"  ({self.n_groups[i]} groups)" if self.model == "multilevel" else ""
+                se = f"  (SE = {_fmt(float(self.variance_se[i]))})" if np.isfinite(self.variance_se[i]) else ""
+                fixed = "  (fixed)" if self.variance_fixed[i] else ""
                 vc = intervals.get(name)
-                ci = f"  95% CI [{_fmt(vc.ci_lb)}, {_fmt(vc.ci_ub)}] ({vc.kind})" if vc else ""
-                lines.append(f"  {name:<24} {_fmt(float(value))}{groups}{ci}")
+                ci = f"  {ci_label} [{_fmt(vc.ci_lb)}, {_fmt(vc.ci_ub)}] ({vc.kind})" if vc else ""
+                lines.append(f"  {name:<24} {_fmt(float(value))}{se}{fixed}{groups}{ci}")
             levels = ", ".join(f"{_fmt(v, 2)}%" for v in self.i2_levels)
+            i2_ci = intervals.get("I2")
             lines.append(
                 f"  I2 total = {_fmt(self.i2_total, 2)}%"
+                + (f" ({ci_label} [{_fmt(i2_ci.ci_lb, 2)}%, {_fmt(i2_ci.ci_ub, 2)}%])" if i2_ci else "")
                 + (f" (by level: {levels})" if len(self.i2_levels) > 1 else "")
             )
+            if self.r2 is not None:
+                lines.append(f"  R2 (heterogeneity accounted for) = {_fmt(self.r2, 2)}%")
         lines.append("")
         lines.append(f"Test for heterogeneity: Q({self.QE_df}) = {_fmt(self.QE, 3)}, p {_p_clause(self.QEp)}")
-        if self.QM is not None and self.QMdf is not None and self.QMp is not None:
-            if self.QMdf[1] is None:
-                lines.append(f"Test of moderators: QM({self.QMdf[0]}) = {_fmt(self.QM, 3)}, p {_p_clause(self.QMp)}")
-            else:
-                lines.append(
-                    f"Test of moderators: F({self.QMdf[0]}, {self.QMdf[1]}) = {_fmt(self.QM, 3)}, "
-                    f"p {_p_clause(self.QMp)}"
-                )
+        qm = self.moderator_test
+        if qm is not None:
+            stat = f"QM({qm.df1:g})" if qm.df2 is None else f"F({qm.df1:g}, {qm.df2:g})"
+            lines.append(f"Test of moderators: {stat} = {_fmt(qm.statistic, 3)}, p {_p_clause(qm.pval)}")
         lines.append("")
-        lines.append(f"Coefficients ({'z' if self.test == 'z' else 't'} test):")
+        test_label = {"z": "z tests", "t": "t tests", "knha": "Knapp-Hartung t tests"}[self.test]
+        lines.append(f"Coefficients ({test_label}, {ci_label}):")
         lines.append(_coef_block(self.coefficients, "z" if self.test == "z" else "t"))
         if self.prediction is not None:
             pr = self.prediction
             lines.append("")
-            text = f"Pooled estimate {_fmt(pr.pred)}, {self.level:g}% CI [{_fmt(pr.ci_lb)}, {_fmt(pr.ci_ub)}]"
+            text = f"Pooled estimate {_fmt(pr.pred)}, {ci_label} [{_fmt(pr.ci_lb)}, {_fmt(pr.ci_ub)}]"
             if pr.pi_lb is not None and pr.pi_ub is not None:
-                text += f", prediction interval [{_fmt(pr.pi_lb)}, {_fmt(pr.pi_ub)}]"
+                text += f", {format_level(self.level)} prediction interval [{_fmt(pr.pi_lb)}, {_fmt(pr.pi_ub)}]"
             lines.append(text)
         lines.append("")
-        lines.append(f"logLik = {_fmt(self.loglik)}, AIC = {_fmt(self.aic)}, BIC = {_fmt(self.bic)}")
+        lines.append(
+            f"logLik = {_fmt(self.loglik)}, AIC = {_fmt(self.aic)}, BIC = {_fmt(self.bic)}, AICc = {_fmt(self.aicc)} "
+            f"({self.fit_record.method})"
+        )
         conv = self.convergence
         state = "converged" if conv.converged else "did NOT converge"
         lines.append(
@@ -322,3 +564,13 @@ class MetaResult(CoefficientAccessors):
         for w in self.warnings:
             lines.append(f"Warning: {w}")
         return "\n".join(lines)
+
+
+def _num(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _label(value: object) -> str:
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
