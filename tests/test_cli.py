@@ -31,8 +31,8 @@ def test_meta_json_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
         assert key in out
     assert [c["name"] for c in out["coefficients"]] == ["intrcpt", "deltypegeneral", "deltypeovert"]
     assert set(out["coefficients"][0]) == {"name", "estimate", "se", "stat", "df", "pval", "ci_lb", "ci_ub"}
-    assert out["robust"][1]["se"] == pytest.approx(0.0538568247545074, rel=1e-6)
-    assert out["robust"][1]["df"] == pytest.approx(2.27648132825752, rel=1e-6)
+    assert out["robust"]["coefficients"][1]["se"] == pytest.approx(0.0538568247545074, rel=1e-6)
+    assert out["robust"]["coefficients"][1]["df"] == pytest.approx(2.27648132825752, rel=1e-6)
     assert out["sigma2"] == pytest.approx([0.189890565648584, 0.0846878212486833], rel=1e-6)
     assert len(out["variance_ci"]) == 2 and out["convergence"]["converged"] is True
     assert out["prediction"] is None

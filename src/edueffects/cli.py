@@ -13,12 +13,19 @@ from typing import TYPE_CHECKING
 from edueffects import __version__
 from edueffects.core.errors import InputError
 from edueffects.io.json_output import dumps
+from edueffects.options import (
+    DEFAULT_LEVEL,
+    DEFAULT_METHOD,
+    DEFAULT_ROBUST_TEST,
+    DEFAULT_TEST,
+    ESTIMATION_METHODS,
+    ROBUST_TESTS,
+    TEST_METHODS,
+    TRANSFORMS,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
-
-ESTIMATION_METHODS = ("EE", "FE", "DL", "REML", "ML", "PM", "HS", "SJ", "EB", "HE")
-TEST_METHODS = ("z", "t", "knha")
 
 
 def write_json(payload: dict[str, object], target: str) -> None:
@@ -49,12 +56,37 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument("--vi", required=True, help="column of sampling variances")
     m.add_argument("--cluster", help="column of clusters (e.g. study or meta-analysis id): multilevel model")
     m.add_argument("--within", help="column identifying effects within clusters (three-level model)")
-    m.add_argument("--method", default="REML", choices=ESTIMATION_METHODS)
-    m.add_argument("--mods", nargs="+", default=[], metavar="COL", help="moderator columns")
+    m.add_argument("--method", default=DEFAULT_METHOD, choices=ESTIMATION_METHODS)
+    m.add_argument(
+        "--mods",
+        nargs="+",
+        default=[],
+        metavar="COL",
+        help="moderator columns, or one formula such as '~ a * b + C(c)' (interactions, C(), I(), center(), 0 +)",
+    )
     m.add_argument("--categorical", nargs="+", default=[], metavar="COL", help="moderators to treat as categorical")
-    m.add_argument("--test", default="z", choices=TEST_METHODS)
-    m.add_argument("--level", type=float, default=95.0, help="confidence level in percent (default 95)")
+    m.add_argument("--test", default=DEFAULT_TEST, choices=TEST_METHODS)
+    m.add_argument(
+        "--level", type=float, default=DEFAULT_LEVEL, help="confidence level, in percent (95) or as a proportion (0.95)"
+    )
+    m.add_argument(
+        "--sigma2",
+        nargs="+",
+        metavar="VALUE",
+        help="fix variance components of a multilevel model, outer first (NA = estimate): '--sigma2 NA 0'",
+    )
+    m.add_argument("--tau2", type=float, help="fix tau^2 of a random-effects model")
+    m.add_argument(
+        "--predict",
+        nargs="+",
+        metavar="COL=V1,V2",
+        help="predicted values (CI, prediction interval) at these moderator values, e.g. ablat=10,30,50",
+    )
+    m.add_argument("--transf", choices=TRANSFORMS, default="none", help="back-transform predictions (exp, tanh)")
     m.add_argument("--robust", metavar="COL", help="add CR2 cluster-robust inference clustered by COL")
+    m.add_argument(
+        "--robust-test", choices=ROBUST_TESTS, default=DEFAULT_ROBUST_TEST, help="cluster-robust Wald test of each term"
+    )
     m.add_argument("--drop-missing", action="store_true", help="drop rows with missing values (and report how many)")
     m.add_argument("--no-variance-ci", action="store_true", help="skip confidence intervals of variance components")
     m.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
@@ -139,6 +171,47 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _moderators(values: list[str]) -> str | list[str]:
+    """``--mods``: one formula (``"~ a * b"``) or column names."""
+    if len(values) == 1 and "~" in values[0]:
+        return values[0]
+    if any("~" in v for v in values):
+        raise InputError("--mods: give one quoted formula ('~ a * b') or column names, not both")
+    return values
+
+
+def _fixed_variances(values: list[str] | None) -> list[float | None] | None:
+    if values is None:
+        return None
+    out: list[float | None] = []
+    for value in values:
+        if value.upper() in ("NA", "NONE"):
+            out.append(None)
+            continue
+        try:
+            out.append(float(value))
+        except ValueError:
+            raise InputError("--sigma2: '{0}' is not a number or NA", value) from None
+    return out
+
+
+def _new_moderators(values: list[str]) -> dict[str, list[object]]:
+    """``--predict ablat=10,30 alloc=random,random`` -> columns of new moderator values."""
+    columns: dict[str, list[object]] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        if not sep or not name or not raw:
+            raise InputError("--predict: '{0}' is not COLUMN=VALUE[,VALUE...]", item)
+        parsed: list[object] = []
+        for text in raw.split(","):
+            try:
+                parsed.append(float(text))
+            except ValueError:
+                parsed.append(text)
+        columns[name] = parsed
+    return columns
+
+
 def _run_meta(args: argparse.Namespace) -> int:
     from edueffects.io import read_table
     from edueffects.meta import meta
@@ -155,28 +228,39 @@ def _run_meta(args: argparse.Namespace) -> int:
             cluster=args.cluster,
             within=args.within,
             method=args.method,
-            mods=args.mods,
+            mods=_moderators(args.mods),
             categorical=args.categorical,
             test=args.test,
             level=args.level,
             missing="drop" if args.drop_missing else "error",
             variance_ci=not args.no_variance_ci,
+            sigma2=_fixed_variances(args.sigma2),
+            tau2=args.tau2,
         )
     finally:
         stop()
+    predictions = result.predict(_new_moderators(args.predict), transf=args.transf) if args.predict else None
     robust = result.robust(args.robust) if args.robust else None
     if args.json:
         payload = result.to_dict()
+        if predictions is not None:
+            payload["predictions"] = predictions.to_dict()
         if robust is not None:
-            payload["robust"] = robust.coefficients.to_records()
-            payload["robust_info"] = {k: v for k, v in robust.to_dict().items() if k != "coefficients"}
+            payload["robust"] = robust.to_dict(args.robust_test)
         write_json(payload, args.json)
         if args.json == "-":
             return 0
     print(result.summary())
+    for test in result.term_tests():
+        print(test.summary().splitlines()[0])
+    if predictions is not None:
+        print()
+        print(predictions.summary())
     if robust is not None:
         print()
         print(robust.summary())
+        for test in robust.term_tests(args.robust_test):
+            print(test.summary().splitlines()[0])
     return 0
 
 

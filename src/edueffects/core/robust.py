@@ -11,16 +11,21 @@ covariance ``Theta_j`` of cluster ``j`` (the model's marginal covariance), ``W_j
 and, for coefficient ``i``, the Satterthwaite df ``2 E^2 / V`` of the matrix
 ``P = diag(|G_j[i]|^2) - H H'`` (``G_j = M X_j'W_j A_j chol(Theta_j)``, ``H_j = M X_j'W_j A_j X_j chol(M)``).
 Clusters are processed in batches of equal size, never one by one; nothing of size n x n is formed.
+
+:func:`cr2_wald_test` adds clubSandwich's multi-constraint Wald tests (``Wald_test``: HTZ, Naive-F,
+chi-sq) from the per-cluster pieces ``G_j G_j'`` and ``M X_j'W_j A_j X_j`` kept in the result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
+from edueffects.core.distributions import chi2_sf, f_sf
 from edueffects.core.jet import Array
 from edueffects.core.nested import group_order
 
@@ -29,11 +34,19 @@ IntArray = NDArray[np.intp]
 
 @dataclass(frozen=True)
 class RobustCovariance:
-    """CR2 covariance of the fixed effects and the Satterthwaite df of each coefficient."""
+    """CR2 covariance of the fixed effects and the Satterthwaite df of each coefficient.
+
+    The per-cluster pieces (``J x p x p`` each, clusters batched by size) feed :func:`cr2_wald_test`:
+    ``cluster_var[j] = G_j G_j' = M X_j'W_j A_j Theta_j A_j'W_j X_j M`` and
+    ``cluster_design[j] = M X_j'W_j A_j X_j``; ``bread`` is ``M = (X'WX)^-1``.
+    """
 
     vcov: Array
     df: Array
     n_clusters: int
+    bread: Array
+    cluster_var: Array
+    cluster_design: Array
 
 
 def _batched_inverse_sqrt(g: Array) -> Array:
@@ -100,10 +113,11 @@ def cr2(
         weights = np.linalg.inv(theta)
         est = cov_beta @ np.swapaxes(xj, 1, 2) @ weights @ adjust  # (C, p, s) = M X'W A
         meat_terms.append(np.einsum("cps,cs->cp", est, ej))
-        var_terms.append(np.einsum("cis,cst,cit->ci", est, theta, est))
+        var_terms.append(est @ theta @ np.swapaxes(est, 1, 2))  # (C, p, p): G_j G_j'
         k_terms.append(est @ xj)  # (C, p, p)
     b = np.concatenate(meat_terms)
-    a = np.concatenate(var_terms)  # (J, p): |G_j[i]|^2
+    gg = np.concatenate(var_terms)
+    a = np.einsum("jii->ji", gg)  # (J, p): |G_j[i]|^2
     k = np.concatenate(k_terms)
     vcov = b.T @ b
     chol_m = np.linalg.cholesky(cov_beta)
@@ -115,4 +129,111 @@ def cr2(
         hth = h.T @ h
         variance = 2.0 * (np.sum(a[:, i] ** 2) - 2.0 * np.sum(a[:, i] * h2) + np.sum(hth * hth))
         df[i] = 2.0 * expectation**2 / variance
-    return RobustCovariance(vcov=vcov, df=df, n_clusters=int(starts.size))
+    return RobustCovariance(
+        vcov=vcov,
+        df=df,
+        n_clusters=int(starts.size),
+        bread=np.asarray(cov_beta, dtype=np.float64),
+        cluster_var=gg,
+        cluster_design=k,
+    )
+
+
+WaldTestKind = Literal["HTZ", "Naive-F", "chi-sq"]
+
+
+@dataclass(frozen=True)
+class RobustWaldTest:
+    """A cluster-robust Wald test of ``C beta = 0`` (one row of clubSandwich's ``Wald_test``).
+
+    ``statistic`` is the F statistic for HTZ and Naive-F and the chi-square ``Q`` for chi-sq
+    (clubSandwich reports ``Fstat = Q / q`` there: see :attr:`fstat`); ``wald`` is always ``Q``.
+    ``df_denom`` is ``None`` for chi-sq; ``pval`` is NaN when the HTZ denominator df is not positive.
+    """
+
+    test: WaldTestKind
+    statistic: float
+    df_num: int
+    df_denom: float | None
+    pval: float
+    q: int
+    wald: float
+
+    @property
+    def fstat(self) -> float:
+        """clubSandwich's ``Fstat`` column: ``Q / q`` for chi-sq, else :attr:`statistic`."""
+        return self.statistic / self.q if self.test == "chi-sq" else self.statistic
+
+
+def _hotelling_df(robust: RobustCovariance, c: Array) -> float:
+    """HTZ degrees of freedom ``eta = q (q + 1) / sum(Var)`` (clubSandwich ``Wald_testing``).
+
+    With ``C`` replaced by ``Omega^{-1/2} C`` (``Omega[s, t] = tr P_st``, the working-model expectation
+    of ``C V_CR2 C'``), ``B_st = diag_j(g_j[s] . g_j[t]) - H_s'H_t`` (``J x J``) and
+    ``Var[s, t] = <B_st, B_ts> + <B_ss, B_tt>`` (``total_variance_mat``; ``get_P_array(all_terms)``).
+    The ``J x J`` sums are expanded into per-cluster terms, so nothing of size ``J x J`` is formed:
+    ``<B_st, B_uv> = sum_j d_st d_uv - d_st hh_uv - d_uv hh_st + tr(A_us A_tv)``
+    with ``d = g_j g_j'``, ``hh = h_j h_j'`` per cluster and ``A_ab = sum_j h_aj h_bj'``.
+    """
+    chol_m = np.linalg.cholesky(robust.bread)
+    g = np.einsum("ap,jpr,br->jab", c, robust.cluster_var, c)  # (J, q, q)
+    h = np.einsum("ap,jpr,ru->jau", c, robust.cluster_design, chol_m)  # (J, q, p)
+    omega = g.sum(axis=0) - np.einsum("jau,jbu->ab", h, h)
+    ns = _batched_inverse_sqrt(0.5 * (omega + omega.T)[None])[0]
+    d = ns @ g @ ns
+    h = np.einsum("ab,jbu->jau", ns, h)
+    hh = np.einsum("jau,jbu->jab", h, h)
+    a = np.einsum("jau,jbv->abuv", h, h)  # (q, q, p, p): A_ab
+    dd = np.einsum("jss->js", d)
+    hd = np.einsum("jss->js", hh)
+    per_cluster = (
+        np.sum(d * d)
+        - 2.0 * np.sum(d * hh)
+        + np.sum(dd.sum(axis=1) ** 2)
+        - 2.0 * np.sum(dd.sum(axis=1) * hd.sum(axis=1))
+    )
+    cross = np.einsum("tsuv,tsvu->", a, a) + np.sum(a * a)
+    q = c.shape[0]
+    return float(q * (q + 1) / (per_cluster + cross))
+
+
+def cr2_wald_test(
+    robust: RobustCovariance,
+    beta: ArrayLike,
+    constraints: ArrayLike,
+    test: WaldTestKind = "HTZ",
+) -> RobustWaldTest:
+    """Cluster-robust Wald test of ``C beta = 0`` for a ``q x p`` constraint matrix ``C``.
+
+    ``Q = (C b)'(C V_CR2 C')^{-1}(C b)``. Following clubSandwich's ``Wald_test`` (Wald_test.R,
+    ``Wald_testing``/``Hotelling_Tsq``; Tipton & Pustejovsky 2015, JEBS; Pustejovsky & Tipton 2018, JBES):
+    HTZ reports ``F = max((eta - q + 1) / eta, 0) Q / q`` on ``(q, eta - q + 1)`` df with ``eta`` from
+    :func:`_hotelling_df`; Naive-F ``F = Q / q`` on ``(q, J - 1)``; chi-sq ``Q`` on ``q`` df.
+    For ``q = 1`` HTZ gives ``F = t^2`` on the coefficient's Satterthwaite df.
+    """
+    c = np.atleast_2d(np.asarray(constraints, dtype=np.float64))
+    b = np.asarray(beta, dtype=np.float64).reshape(-1)
+    p = robust.vcov.shape[0]
+    if c.ndim != 2 or c.shape[1] != p or c.shape[0] == 0 or b.size != p:
+        raise ValueError(f"constraints must be q x {p} with q >= 1 and beta of length {p}")
+    q = c.shape[0]
+    cb = c @ b
+    cvc = c @ robust.vcov @ c.T
+    try:
+        chol = np.linalg.cholesky(0.5 * (cvc + cvc.T))  # clubSandwich: chol2inv(chol(C V C'))
+    except np.linalg.LinAlgError:
+        raise ValueError("C V_CR2 C' is not positive definite (redundant constraints or too few clusters)") from None
+    z = np.linalg.solve(chol, cb)
+    wald = float(z @ z)
+    if test == "chi-sq":
+        return RobustWaldTest(test, wald, q, None, chi2_sf(wald, q), q, wald)
+    if test == "Naive-F":
+        df2 = float(robust.n_clusters - 1)
+        return RobustWaldTest(test, wald / q, q, df2, f_sf(wald / q, q, df2), q, wald)
+    if test == "HTZ":
+        eta = _hotelling_df(robust, c)
+        df2 = eta - q + 1.0
+        fstat = max(df2 / eta, 0.0) * wald / q  # Hotelling_Tsq: delta = pmax((nu - q + 1) / nu, 0)
+        pval = f_sf(fstat, q, df2) if df2 > 0 else float("nan")
+        return RobustWaldTest(test, fstat, q, df2, pval, q, wald)
+    raise ValueError(f"unknown Wald test {test!r}")

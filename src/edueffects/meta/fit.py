@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -25,15 +25,16 @@ from edueffects.core.results import FitRecord, normalize_level, wald_test
 from edueffects.meta.design import MetaData, MissingPolicy, prepare
 from edueffects.meta.estimators import generalized_q, hedges, moment_tau2
 from edueffects.meta.result import FittedState, MetaResult, Prediction
-
-EstimationMethod = Literal["EE", "FE", "DL", "REML", "ML", "PM", "HS", "SJ", "EB", "HE"]
-TestMethod = Literal["z", "t", "knha"]
-ESTIMATION_METHODS: tuple[str, ...] = get_args(EstimationMethod)
-TEST_METHODS: tuple[str, ...] = get_args(TestMethod)
-DEFAULT_METHOD: EstimationMethod = "REML"
-DEFAULT_TEST: TestMethod = "z"
-DEFAULT_LEVEL = 95.0
-LIKELIHOOD = ("REML", "ML")
+from edueffects.options import (
+    DEFAULT_LEVEL,
+    DEFAULT_METHOD,
+    DEFAULT_TEST,
+    ESTIMATION_METHODS,
+    TEST_METHODS,
+    EstimationMethod,
+    TestMethod,
+)
+from edueffects.options import LIKELIHOOD_METHODS as LIKELIHOOD
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -25,9 +24,7 @@ from edueffects.core.errors import InputError
 from edueffects.core.inference import critical_value
 from edueffects.core.jet import Array
 from edueffects.core.results import ResultDisplay, format_level
-
-Transform = Literal["none", "exp", "tanh"]
-TRANSFORMS: tuple[str, ...] = get_args(Transform)
+from edueffects.options import TRANSFORMS
 
 
 def _identity(values: Array) -> Array:

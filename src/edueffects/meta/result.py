@@ -34,6 +34,7 @@ from edueffects.meta.predict import (
     prediction_table,
     univariate_blup,
 )
+from edueffects.options import DEFAULT_ROBUST_TEST, ROBUST_TESTS, RobustTest
 
 ArrayLike = NDArray[np.float64] | Sequence[Sequence[float]] | Sequence[float]
 
@@ -128,14 +129,22 @@ class RobustResult(ResultDisplay, CoefficientAccessors):
         self,
         terms: str | Sequence[str] | None = None,
         L: ArrayLike | None = None,
-        test: Literal["HTZ", "Naive-F", "chi-sq"] = "HTZ",
+        test: RobustTest = DEFAULT_ROBUST_TEST,
     ) -> WaldTest:
         """Cluster-robust test of ``L b = 0`` (or of the coefficients of ``terms``): clubSandwich's
         ``Wald_test(vcov = "CR2", test = "HTZ" | "Naive-F" | "chi-sq")``."""
         from edueffects.core.robust import cr2_wald_test
 
+        if test not in ROBUST_TESTS:
+            raise InputError("robust test '{0}' is not one of {1}", test, ", ".join(ROBUST_TESTS))
         matrix = hypothesis_matrix(self.terms, terms, L)
-        out = cr2_wald_test(self.covariance, self.coefficients.estimate, matrix, test)
+        try:
+            out = cr2_wald_test(self.covariance, self.coefficients.estimate, matrix, test)
+        except ValueError:
+            raise InputError(
+                "the hypotheses cannot be tested cluster-robustly: their CR2 covariance is singular "
+                "(redundant hypotheses or too few clusters)"
+            ) from None
         labels = contrast_labels(matrix, self.terms.coef_names)
         return WaldTest(
             labels,
@@ -147,14 +156,18 @@ class RobustResult(ResultDisplay, CoefficientAccessors):
             f"CR2, {test}, {self.n_clusters} clusters by {self.cluster}",
         )
 
-    def to_dict(self) -> dict[str, object]:
+    def term_tests(self, test: RobustTest = DEFAULT_ROBUST_TEST) -> tuple[WaldTest, ...]:
+        """One cluster-robust joint test per moderator term of the formula."""
+        return tuple(self.wald(label, test=test) for label in moderator_terms(self.terms))
+
+    def to_dict(self, test: RobustTest = DEFAULT_ROBUST_TEST) -> dict[str, object]:
         return {
             "type": "CR2",
             "df_method": "Satterthwaite",
             "cluster": self.cluster,
             "n_clusters": self.n_clusters,
             "coefficients": self.coefficients.to_records(),
-            "wald": [self.wald(label).to_dict() for label in moderator_terms(self.terms)],
+            "wald": [t.to_dict() for t in self.term_tests(test)],
         }
 
     def summary(self) -> str:

@@ -1,6 +1,6 @@
 """``soma()``: the second-order meta-analysis workflow on top of :func:`edueffects.meta`.
 
-All models are fitted on Fisher z with effect sizes nested in meta-analyses (three-level REML),
+All models are fitted on Fisher z with effect sizes nested in meta-analyses (three-level, REML or ML),
 and pooled estimates are back-transformed to r.
 """
 
@@ -66,6 +66,7 @@ def _moderator_test(
     categorical = [m for m in mods if m in frame.columns and not pd.api.types.is_numeric_dtype(frame[m])]
     res = _fit(frame, cols, method, mods=mods, categorical=categorical, missing="drop", variance_ci=False)
     robust = res.robust(cols.meta_analysis)
+    tested = [res.terms.coef_names[i] for i in res.terms.moderator_columns()]
     return ModeratorTest(
         name=name,
         moderators=tuple(mods),
@@ -77,6 +78,7 @@ def _moderator_test(
         coefficients=res.tidy(),
         robust=robust.tidy(),
         sigma2=tuple(float(s) for s in res.variance),
+        robust_test=robust.wald(tested, test="HTZ"),
     )
 
 

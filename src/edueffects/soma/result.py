@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from edueffects.core.results import WaldTest
 from edueffects.meta.result import MetaResult, RobustResult
 from edueffects.soma.overlap import Overlap
 from edueffects.soma.schema import SomaColumns
@@ -60,6 +61,12 @@ class ClusterEstimate:
         }
 
 
+def _htz(t: ModeratorTest) -> str:
+    r = t.robust_test
+    df2 = float("nan") if r.df2 is None else r.df2
+    return f"CR2 HTZ F({r.df1:g}, {df2:.1f}) = {r.statistic:.2f}, p = {r.pval:.3g}"
+
+
 @dataclass(frozen=True, eq=False)
 class ModeratorTest:
     """One three-level moderator model (z scale) with its omnibus test and CR2 inference."""
@@ -74,8 +81,15 @@ class ModeratorTest:
     coefficients: pd.DataFrame
     robust: pd.DataFrame
     sigma2: tuple[float, ...]
+    robust_test: WaldTest
+
+    @property
+    def robust_disagrees(self) -> bool:
+        """Model-based and cluster-robust (HTZ) tests fall on different sides of .05."""
+        return (self.QMp < 0.05) != (self.robust_test.pval < 0.05)
 
     def row(self) -> dict[str, object]:
+        r = self.robust_test
         return {
             "moderator": self.name,
             "k": self.k,
@@ -83,6 +97,10 @@ class ModeratorTest:
             "QM": self.QM,
             "df": self.QM_df,
             "p": self.QMp,
+            "F_HTZ": r.statistic,
+            "df1_HTZ": r.df1,
+            "df2_HTZ": r.df2,
+            "p_HTZ": r.pval,
         }
 
     def to_dict(self) -> dict[str, object]:
@@ -195,7 +213,7 @@ class SomaResult:
         if self.synthetic:
             lines += [SYNTHETIC_NOTE, ""]
         lines += [
-            "Second-order meta-analysis (three-level REML on Fisher z; effects within meta-analyses)",
+            f"Second-order meta-analysis (three-level {o.method} on Fisher z; effects within meta-analyses)",
             f"  {o.k} effect sizes from {o.n_groups[0]} meta-analyses",
             f"  pooled r = {fmt_r(r['r'])} [{fmt_r(r['ci_lb'])}, {fmt_r(r['ci_ub'])}], "
             f"prediction interval [{fmt_r(r['pi_lb'])}, {fmt_r(r['pi_ub'])}], p = {o.coefficients.pval[0]:.2g}",
@@ -214,12 +232,12 @@ class SomaResult:
             )
         if self.cluster_test:
             t = self.cluster_test
-            lines.append(f"  clusters differ? QM({t.QM_df}) = {t.QM:.2f}, p = {t.QMp:.3g}")
+            lines.append(f"  clusters differ? QM({t.QM_df}) = {t.QM:.2f}, p = {t.QMp:.3g}; {_htz(t)}")
         lines.append("")
         lines.append("Moderators (three-level models, one at a time, then jointly):")
         for t in (*self.moderator_tests, *([self.joint] if self.joint else [])):
             dropped = f", {t.n_dropped} rows with missing values dropped" if t.n_dropped else ""
-            lines.append(f"  {t.name:<24} QM({t.QM_df}) = {t.QM:7.2f}, p = {t.QMp:.3g} (k = {t.k}{dropped})")
+            lines.append(f"  {t.name:<24} QM({t.QM_df}) = {t.QM:7.2f}, p = {t.QMp:.3g}; {_htz(t)} (k = {t.k}{dropped})")
             for _, row in t.coefficients.iloc[1:].iterrows():
                 lines.append(f"      {row.term:<30} b(z) = {row.estimate:+.4f} (SE {row.se:.4f}, p = {row.pval:.3g})")
         est, se, df, p = self.egger_slope
