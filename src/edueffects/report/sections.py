@@ -47,6 +47,12 @@ def _r(lang: Language, z: float | None) -> str:
     return lang.bounded(None if z is None else float(np.tanh(z)))
 
 
+def _estimator(lang: Language, method: str) -> str:
+    """The estimation method as the method paragraph names it."""
+    _ = lang
+    return _("maximum likelihood") if method == "ML" else _("restricted maximum likelihood")
+
+
 def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
     """The one-sentence answer and the section of a second-order meta-analysis."""
     _ = lang
@@ -64,14 +70,25 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
     )
     if res.cluster_test:
         t = res.cluster_test
-        answer += (
-            " "
-            + _("The outcome clusters differ (QM({df}) = {qm}, {p}).").format(
+        if t.robust_disagrees:  # the cluster-robust test holds with few meta-analyses; say so when it disagrees
+            h = t.robust_test
+            stat = _("cluster-robust HTZ test, F({df1}, {df2}) = {f}, {p}").format(
+                df1=lang.number(h.df1, 0),
+                df2=lang.number(h.df2, 1),
+                f=lang.number(h.statistic),
+                p=lang.p_value(h.pval),
+            )
+            answer += " " + (
+                _("The outcome clusters differ ({stat}; the model-based test disagrees).")
+                if h.pval < 0.05
+                else _("The outcome clusters do not differ significantly ({stat}; the model-based test disagrees).")
+            ).format(stat=stat)
+        elif t.QMp < 0.05:
+            answer += " " + _("The outcome clusters differ (QM({df}) = {qm}, {p}).").format(
                 df=t.QM_df, qm=lang.number(t.QM), p=lang.p_value(t.QMp)
             )
-            if t.QMp < 0.05
-            else " " + _("The outcome clusters do not differ significantly ({p}).").format(p=lang.p_value(t.QMp))
-        )
+        else:
+            answer += " " + _("The outcome clusters do not differ significantly ({p}).").format(p=lang.p_value(t.QMp))
     rob = res.overall_robust.coefficients
     overall = Table(
         _("Overall three-level model (Fisher z, back-transformed to r)"),
@@ -113,8 +130,20 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
     ]
     moderators = Table(
         _("Moderator tests (three-level models)"),
-        [_("moderator"), "k", "QM", "df", "p"],
-        [[_(t.name), str(t.k), lang.number(t.QM), str(t.QM_df), lang.p_value(t.QMp)] for t in mods],
+        [_("moderator"), "k", "QM", "df", "p", _("F (CR2, HTZ)"), "df", _("p (CR2)")],
+        [
+            [
+                _(t.name),
+                str(t.k),
+                lang.number(t.QM),
+                str(t.QM_df),
+                lang.p_value(t.QMp),
+                lang.number(t.robust_test.statistic),
+                f"{lang.number(t.robust_test.df1, 0)}; {lang.number(t.robust_test.df2, 1)}",
+                lang.p_value(t.robust_test.pval),
+            ]
+            for t in mods
+        ],
         "moderators",
     )
     est, se, df, p = res.egger_slope
@@ -209,14 +238,15 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
     method = [
         _(
             "Effect sizes were transformed to Fisher z and pooled in a three-level random-effects model with effect "
-            "sizes nested in meta-analyses, estimated by restricted maximum likelihood. Heterogeneity is reported as "
+            "sizes nested in meta-analyses, estimated by {estimator}. Heterogeneity is reported as "
             "I² per level; prediction intervals describe the range of true effects. Estimates were back-transformed "
             "to r. Inference was checked with cluster-robust (CR2) standard errors and Satterthwaite degrees of "
-            "freedom, clustering by meta-analysis. Moderators were tested one at a time and jointly; small-study "
+            "freedom, clustering by meta-analysis. Moderators were tested one at a time and jointly, model-based "
+            "(QM) and cluster-robust (CR2 Wald tests with the HTZ small-sample correction); small-study "
             "effects were tested with the standard error as a moderator. Schmidt and Oh's second-order "
             "meta-analysis, the corrected covered area of primary-study overlap and AMSTAR 2 ratings complete the "
             "appraisal."
-        )
+        ).format(estimator=_estimator(lang, res.overall.method))
     ]
     notes = [_("Note: {note}").format(note=n) for n in res.notes]
     section = Section(
@@ -314,13 +344,13 @@ def recovery_section(res: RecoveryResult, lang: Language) -> tuple[str, Section]
             "Learning gains from the first to the second assessment were analysed with a multilevel "
             "difference-in-difference-in-difference model: random intercepts for schools and for school-by-cohort "
             "cells, fixed effects for the pandemic cohorts, the school factors and their interactions, estimated by "
-            "restricted maximum likelihood. The interaction of pandemic cohort and school factor (the DDD effect) "
+            "{estimator}. The interaction of pandemic cohort and school factor (the DDD effect) "
             "tests whether the pandemic change in gains depends on the school factor. Standard errors are "
             "model-based with Satterthwaite degrees of freedom and, as a check, cluster-robust (CR2) by school. Two "
             "one-sided tests against the smallest effect of interest (±{bound} score units {unit}) show whether a "
             "null result is evidence of no meaningful effect; the minimum detectable effect gives the design's "
             "sensitivity."
-        ).format(bound=lang.number(res.sesoi), unit=unit)
+        ).format(bound=lang.number(res.sesoi), unit=unit, estimator=_estimator(lang, res.method))
     ]
     notes = [_("Note: {note}").format(note=n) for n in (*res.notes, *res.warnings)]
     section = Section(
