@@ -25,9 +25,9 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from edueffects.core.blocks import block_covariance, cluster_batches
 from edueffects.core.distributions import chi2_sf, f_sf
 from edueffects.core.jet import Array
-from edueffects.core.nested import group_order
 
 IntArray = NDArray[np.intp]
 
@@ -79,29 +79,13 @@ def cr2(
     rows (a block of ``n`` students enters with loading ``sqrt(n)``). Each model group must lie within
     one robust ``cluster`` (checked by the caller).
     """
-    order = group_order([np.asarray(cluster, dtype=np.int64)], cluster.size)
-    sorted_cluster = cluster[order]
-    change = np.ones(order.size, dtype=bool)
-    change[1:] = sorted_cluster[1:] != sorted_cluster[:-1]
-    starts = np.flatnonzero(change)
-    sizes = np.diff(np.append(starts, order.size))
+    batches, n_clusters = cluster_batches(cluster)
     p = x.shape[1]
     meat_terms: list[Array] = []
     var_terms: list[Array] = []
     k_terms: list[Array] = []
-    for size in np.unique(sizes):
-        rows = order[starts[sizes == size][:, None] + np.arange(size)[None, :]]  # (C, s)
-        theta = np.zeros((rows.shape[0], size, size))
-        idx = np.arange(size)
-        theta[:, idx, idx] = row_variance[rows]
-        for level, (codes, variance) in enumerate(zip(level_codes, level_variances, strict=True)):
-            c = np.asarray(codes)[rows]
-            same = c[:, :, None] == c[:, None, :]
-            if level_loadings is None:
-                theta += variance * same
-            else:
-                load = level_loadings[level][rows]
-                theta += variance * same * load[:, :, None] * load[:, None, :]
+    for rows in batches:  # (C, s): clusters of equal size together
+        theta = block_covariance(rows, row_variance, level_codes, level_variances, level_loadings)
         chol = np.linalg.cholesky(theta)  # Theta = L L', R = L'
         xj = x[rows]  # (C, s, p)
         ej = residuals[rows]
@@ -132,7 +116,7 @@ def cr2(
     return RobustCovariance(
         vcov=vcov,
         df=df,
-        n_clusters=int(starts.size),
+        n_clusters=n_clusters,
         bread=np.asarray(cov_beta, dtype=np.float64),
         cluster_var=gg,
         cluster_design=k,
