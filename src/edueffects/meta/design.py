@@ -246,14 +246,20 @@ def _check_formula(formula: str, columns: Sequence[object]) -> None:
             )
 
 
-def _formula_columns(formula: str) -> list[str]:
+def _formula_columns(formula: str, columns: Sequence[object]) -> list[str]:
+    """The data columns a formula uses (formulaic's required variables, plus the arguments of
+    stateful transforms such as ``center(x)``, which formulaic does not list)."""
     from formulaic import Formula
     from formulaic.errors import FormulaicError
 
     try:
-        return sorted(Formula(formula).required_variables)
+        required = set(Formula(formula).required_variables)
     except FormulaicError as error:
         raise InputError("moderator formula {0} cannot be read: {1}", repr(formula), _first_line(error)) from None
+    names = {str(c) for c in columns}
+    quoted = {q.strip("`") for q in re.findall(r"`[^`]*`", formula)}
+    bare = set(_IDENTIFIER.findall(_QUOTED.sub(" ", formula)))
+    return sorted(required | ((quoted | bare) & names))
 
 
 def moderator_matrix(data: pd.DataFrame, formula: str, categorical: Sequence[str]) -> tuple[Array, ModelTerms]:
@@ -261,7 +267,7 @@ def moderator_matrix(data: pd.DataFrame, formula: str, categorical: Sequence[str
     from formulaic import Formula
     from formulaic.errors import FormulaicError
 
-    required = _formula_columns(formula)
+    required = _formula_columns(formula, list(data.columns))
     parsed = Formula(formula)
     _require_columns(data, required)
     used = data[required]
@@ -318,7 +324,7 @@ def prepare(
     formula, written = moderator_formula(mods, categorical)
     if written:
         _check_formula(formula, list(data.columns))
-    mod_columns = _formula_columns(formula)
+    mod_columns = _formula_columns(formula, list(data.columns))
     used = [yi, vi, *([cluster] if cluster else []), *([within] if within else []), *mod_columns]
     _require_columns(data, used)
     frame = data.reset_index(drop=True)

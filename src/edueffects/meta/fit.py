@@ -103,9 +103,17 @@ def _univariate_tau2(
 
 
 def _estimate_variance(
-    md: MetaData, method: str, fe: WeightedFit, sigma2: Sequence[float | None] | None, tau2: float | None
+    md: MetaData,
+    basis: Array,
+    method: str,
+    fe: WeightedFit,
+    sigma2: Sequence[float | None] | None,
+    tau2: float | None,
 ) -> VarianceFit:
-    x, y, v = md.x, md.y, md.v
+    """Variance components on ``basis``, an orthonormal basis of the moderators' column space: the
+    (restricted) likelihood, with metafor's ``1/2 log|X'X|`` in REML, does not depend on the basis,
+    and an orthonormal one keeps ``X'V^-1X`` well conditioned (uncentred interactions)."""
+    x, y, v = basis, md.y, md.v
     if md.level_codes:
         names = tuple(f"sigma2 {name}" for name in md.level_names)
         fixed = _fixed_components(sigma2, names)
@@ -125,7 +133,7 @@ def _estimate_variance(
     return VarianceFit("univariate", design, ev, conv, ("tau2",), (tau2 is None,), ll_method)
 
 
-def _variance_se(fit: VarianceFit, md: MetaData, method: str) -> Array:
+def _variance_se(fit: VarianceFit, md: MetaData, basis: Array, method: str) -> Array:
     """SEs of the variance components: metafor's expected information for the univariate ML/REML
     model (``2 / sum w^2``, ``2 / tr(P^2)``); the inverse observed information (exact Hessian) of
     the free, interior components of multilevel models; NaN where not defined."""
@@ -136,7 +144,7 @@ def _variance_se(fit: VarianceFit, md: MetaData, method: str) -> Array:
         if method == "ML":
             info = 0.5 * float(np.sum(w * w))
         else:  # tr(P^2) = sum w^2 - 2 tr(A^-1 X'W^3X) + tr((A^-1 X'W^2X)^2), A = X'WX
-            x = md.x
+            x = basis
             a_inv = np.linalg.inv((x * w[:, None]).T @ x)
             b = a_inv @ ((x * (w * w)[:, None]).T @ x)
             c = a_inv @ ((x * (w**3)[:, None]).T @ x)
@@ -165,14 +173,14 @@ def _pseudo_r2(md: MetaData, method: str, fit: VarianceFit, tau2: float | None) 
 
 
 def _variance_intervals(
-    fit: VarianceFit, md: MetaData, method: str, level: float, qe_df: int, typical_v: float
+    fit: VarianceFit, md: MetaData, basis: Array, method: str, level: float, qe_df: int, typical_v: float
 ) -> tuple[VarianceInterval, ...]:
     """Q-profile CI of tau^2 with tau, I^2 and H^2 from it (univariate); profile-likelihood CIs of
     every estimated sigma^2 (multilevel)."""
     theta = fit.evaluation.theta
     if fit.model == "univariate" and fit.estimated[0]:
         t = float(theta[0])
-        lb, ub = q_profile_interval(lambda s: generalized_q(md.x, md.y, md.v, s), qe_df, t, level)
+        lb, ub = q_profile_interval(lambda s: generalized_q(basis, md.y, md.v, s), qe_df, t, level)
         kind = "Q-profile"
 
         def i2(s: float) -> float:
@@ -240,11 +248,15 @@ def meta(
     if md.n_dropped:
         warnings.append(f"{md.n_dropped} row(s) with missing values dropped")
 
-    fe = weighted_ls(x, y, 1.0 / v)
+    basis, r_factor = np.linalg.qr(x)  # x = basis @ r_factor
+    to_original = np.linalg.inv(r_factor)
+    fe = weighted_ls(basis, y, 1.0 / v)
     qe_df = k - p
     typical_v = qe_df / fe.trace_p
-    fit = _estimate_variance(md, method, fe, sigma2, tau2)
+    fit = _estimate_variance(md, basis, method, fe, sigma2, tau2)
     ev, conv = fit.evaluation, fit.convergence
+    beta = to_original @ ev.beta
+    cov_model = to_original @ ev.cov_beta @ to_original.T
     if not conv.converged:
         warnings.append("the optimiser did not converge: treat the estimates with caution")
     for name, at_zero, free in zip(fit.names, conv.at_boundary, fit.estimated, strict=False):
@@ -252,18 +264,18 @@ def meta(
             warnings.append(f"{name} is estimated at the boundary (0)")
 
     theta = ev.theta
-    cov = ev.cov_beta.copy()
+    cov = cov_model.copy()
     if test == "knha":
         cov = cov * (ev.rss / qe_df)
     df = float(qe_df) if test in ("t", "knha") else float("inf")
     names = md.terms.coef_names
-    coefs = coefficient_table(names, ev.beta, np.sqrt(np.diag(cov)), df, level)
+    coefs = coefficient_table(names, beta, np.sqrt(np.diag(cov)), df, level)
 
     tested = md.terms.moderator_columns() if md.terms.has_intercept else tuple(range(p))
     qm = None
     if tested:
         selection = np.eye(p)[list(tested)]
-        qm = wald_test(ev.beta, cov, selection, df, names, "model-based")
+        qm = wald_test(beta, cov, selection, df, names, "model-based")
 
     fit_ev: Evaluation = ev if fit.loglik_method == method else evaluate(fit.design, theta, "ML")
     n_params = p + int(sum(fit.estimated))
@@ -288,7 +300,7 @@ def meta(
 
     prediction = None
     if p == 1 and md.terms.has_intercept:
-        est, se0 = float(ev.beta[0]), float(coefs.se[0])
+        est, se0 = float(beta[0]), float(coefs.se[0])
         random = fit.model != "fixed"
         half_pi = float(coefs.ci_ub[0] - est) / se0 * np.sqrt(se0**2 + total_var)
         prediction = Prediction(
@@ -300,7 +312,7 @@ def meta(
             pi_ub=est + half_pi if random else None,
         )
 
-    intervals = _variance_intervals(fit, md, method, level, qe_df, typical_v) if variance_ci else ()
+    intervals = _variance_intervals(fit, md, basis, method, level, qe_df, typical_v) if variance_ci else ()
     state = FittedState(
         x=x,
         y=y,
@@ -308,8 +320,8 @@ def meta(
         level_codes=md.level_codes,
         level_names=md.level_names,
         theta=theta if fit.model == "multilevel" else np.zeros(0),
-        beta=ev.beta,
-        cov_beta=ev.cov_beta,
+        beta=beta,
+        cov_beta=cov_model,
         frame=md.frame,
         residual_variance=float(theta[0]) if fit.model == "univariate" else 0.0,
         terms=md.terms,
@@ -326,7 +338,7 @@ def meta(
         cov_beta=cov,
         variance_names=fit.names,
         variance=theta,
-        variance_se=_variance_se(fit, md, method),
+        variance_se=_variance_se(fit, md, basis, method),
         variance_fixed=tuple(not e for e in fit.estimated),
         QE=fe.rss,
         QEp=chi2_sf(fe.rss, qe_df),
