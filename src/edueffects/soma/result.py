@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from edueffects.core.results import WaldTest
+from edueffects.core.results import ResultDisplay, WaldTest
 from edueffects.meta.result import MetaResult, RobustResult
 from edueffects.soma.overlap import Overlap
 from edueffects.soma.schema import SomaColumns
@@ -112,8 +112,8 @@ class ModeratorTest:
         }
 
 
-@dataclass(frozen=True, eq=False)
-class SomaResult:
+@dataclass(frozen=True, eq=False, repr=False)
+class SomaResult(ResultDisplay):
     """Every analysis of a second-order meta-analysis."""
 
     effects: pd.DataFrame
