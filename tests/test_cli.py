@@ -141,6 +141,20 @@ def test_recovery_plots_and_power(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert all(0.0 <= r["power"] <= 1.0 for r in rows)
 
 
+def test_recovery_mdes_simulations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "state.csv"
+    assert main(["simulate", "recovery", "--out", str(data), "--schools", "30", "--students-per-school", "8"]) == 0
+    args = ["recovery", str(data), "--school", "school", "--cohort", "cohort", "--pandemic-cohorts", "2018", "2019",
+            "--moderators", "ses", "nongerman", "--pre", "score5", "--post", "score8"]  # fmt: skip
+    capsys.readouterr()
+    assert main([*args, "--mdes-sims", "3", "--json", "-"]) == 0
+    mdes = json.loads(capsys.readouterr().out)["mdes"]
+    assert [m["term"] for m in mdes] == ["pandemic:ses", "pandemic:nongerman"]
+    assert all(m["simulated_power_at_mdes"] in (0.0, 1 / 3, 2 / 3, 1.0) for m in mdes)
+    assert main([*args, "--long", "--mdes-sims", "2"]) == 2
+    assert "simulation check of the MDE is available for the gain model" in capsys.readouterr().err
+
+
 def test_cli_choices_match_the_api() -> None:
     from typing import get_args
 

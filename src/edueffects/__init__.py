@@ -1,6 +1,6 @@
 """edueffects: meta-analysis, second-order meta-analysis and learning-recovery models for education research."""
 
-from edueffects import simulate
+from edueffects import power, simulate
 from edueffects.core.errors import InputError
 from edueffects.core.results import anova
 from edueffects.meta import MetaResult, RobustResult, meta
@@ -18,6 +18,7 @@ __all__ = [
     "__version__",
     "anova",
     "meta",
+    "power",
     "recovery",
     "recovery_by_domain",
     "simulate",

@@ -281,7 +281,6 @@ def _run_recovery(args: argparse.Namespace) -> int:
         "method": args.method,
         "standardize": args.standardize,
         "sesoi": args.sesoi,
-        "mdes_simulations": args.mdes_sims,
     }
     from edueffects.progress import progress_reporter
 
@@ -292,6 +291,11 @@ def _run_recovery(args: argparse.Namespace) -> int:
             results = recovery_by_domain(args.file, args.domain, **options)
         else:
             results = {"": recovery(args.file, **options)}  # type: ignore[arg-type]
+        if args.mdes_sims > 0:
+            from edueffects.power import check_mdes
+
+            step("checking each MDE by simulation")
+            results = {name: check_mdes(res, args.mdes_sims) for name, res in results.items()}
     finally:
         stop()
     if args.plots:
@@ -314,7 +318,7 @@ def _run_recovery(args: argparse.Namespace) -> int:
 
 
 def _run_power(args: argparse.Namespace) -> int:
-    from edueffects.recovery.power import power_curve, terminal_progress
+    from edueffects.power import power_curve, terminal_progress
 
     curve = power_curve(
         args.moderator,

@@ -137,14 +137,3 @@ def test_domains_are_analysed_separately() -> None:
     assert sorted(results) == ["maths", "reading"]
     direct = gain(data[data.domain == "maths"])
     np.testing.assert_allclose(results["maths"].coefficients.estimate, direct.coefficients.estimate, rtol=1e-9)
-
-
-def test_simulated_power_at_the_analytic_mdes_is_near_nominal() -> None:
-    data = simulate.recovery(seed=41, n_schools=150, students_per_school=20)
-    res = gain(data, standardize=True, mdes_simulations=150)
-    for md in res.mdes:
-        assert md.simulated_power_at_mdes is not None
-        # 80% nominal; Monte-Carlo SE at 150 reps is about 0.033
-        assert 0.68 < md.simulated_power_at_mdes < 0.92, (md.term, md.simulated_power_at_mdes)
-    with pytest.raises(Exception, match="gain model"):
-        gain(data, long=True, mdes_simulations=5)

@@ -261,6 +261,18 @@ def _check_moderators(frame: pd.DataFrame, spec: RecoverySpec) -> tuple[str, ...
     return tuple(dose)
 
 
+def _checksum(*values: str) -> str:
+    """A cell's ``checksum`` column: the sum of the rows' hashes of ``values`` (as DOUBLE, so that a
+    file and a DataFrame of the same numbers agree), modulo a prime below 2^53.
+
+    Integer sums do not depend on the order DuckDB's threads add rows in, unlike the floating-point
+    sums, so the checksum identifies a cell's scores exactly from run to run (likelihood-ratio tests
+    compare it to refuse fits of different data).
+    """
+    hashed = ", ".join(f"CAST({v} AS DOUBLE)" for v in values)
+    return f"CAST(sum(hash({hashed})) % 9007199254740881 AS BIGINT) AS checksum"
+
+
 def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
     """Validate the student table and aggregate it into the cells of the requested model."""
     con = connect(data, spec.domain)
@@ -284,7 +296,7 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
         gain = f"({post} - {pre})"
         frame = con.execute(
             f"SELECT {school} AS school, {cohort} AS cohort, count(*) AS rows, count({gain}) AS n, "
-            f"sum({gain}) AS sum, sum({gain} * {gain}) AS sumsq{mods_sql} "
+            f"sum({gain}) AS sum, sum({gain} * {gain}) AS sumsq, {_checksum(gain)}{mods_sql} "
             f"FROM src GROUP BY {school}, {cohort} ORDER BY {school}, {cohort}"
         ).df()
         missing = int((frame["rows"] - frame["n"]).sum())
@@ -322,6 +334,7 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
             f"SELECT {school} AS school, {cohort} AS cohort, "
             "CAST(y0 IS NOT NULL AS INTEGER) AS pre_n, CAST(y1 IS NOT NULL AS INTEGER) AS post_n, count(*) AS r, "
             "count(*) FILTER (WHERE homes > 2) AS moved, count(*) FILTER (WHERE n0 > 1 OR n1 > 1) AS repeated, "
+            f"{_checksum('y0', 'y1')}, "
             "coalesce(sum(y0), 0) AS s0, coalesce(sum(y1), 0) AS s1, coalesce(sum(y0 * y0), 0) AS ss0, "
             f"coalesce(sum(y1 * y1), 0) AS ss1, coalesce(sum(y0 * y1), 0) AS s01{mods_sql} "
             f"FROM s GROUP BY {school}, {cohort}, pre_n, post_n ORDER BY {school}, {cohort}, pre_n, post_n"
@@ -341,7 +354,7 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
         frame = con.execute(
             f"SELECT {school} AS school, {cohort} AS cohort, "
             f"CASE WHEN CAST({occ} AS VARCHAR) = {low} THEN 0 ELSE 1 END AS occasion, count(*) AS n, "
-            f"sum({score}) AS sum, sum({score} * {score}) AS sumsq{mods_sql} "
+            f"sum({score}) AS sum, sum({score} * {score}) AS sumsq, {_checksum(score)}{mods_sql} "
             f"FROM src GROUP BY {school}, {cohort}, occasion ORDER BY {school}, {cohort}, occasion"
         ).df()
         n_rows = n_students = int(frame["n"].sum())

@@ -11,29 +11,17 @@ import pandas as pd
 
 from edueffects.core.equivalence import minimum_detectable_effect, tost
 from edueffects.core.errors import InputError
-from edueffects.core.inference import CoefficientTable, coefficient_table, information_criteria
+from edueffects.core.inference import coefficient_table
 from edueffects.core.jet import Array
 from edueffects.core.nested import Evaluation, maximize
-from edueffects.core.robust import cr2
+from edueffects.core.results import FitRecord
+from edueffects.core.robust import RobustCovariance, cr2
 from edueffects.recovery.data import CellTable, RecoverySpec, aggregate, domains, standardize_moderators
-from edueffects.recovery.model import ModelFrame, build, start_values
+from edueffects.recovery.inference import ModelCovariance, satterthwaite_df
+from edueffects.recovery.model import ModelFrame, build, data_identity, start_values
 from edueffects.recovery.result import RecoveryResult
 
 FitMethod = Literal["REML", "ML"]
-
-
-def satterthwaite_df(ev: Evaluation, at_boundary: Sequence[bool]) -> Array:
-    """Model-based Satterthwaite df per coefficient (as lmerTest): ``2 C_ii^2 / (g' I^-1 g)``.
-
-    ``g = dC_ii/dtheta`` comes from the exact jets; ``I`` is the observed information of the
-    (restricted) likelihood over the variance components that are not on the boundary.
-    """
-    free = np.flatnonzero(~np.asarray(at_boundary, dtype=bool))
-    info = -ev.hessian[np.ix_(free, free)]
-    cov_theta = np.linalg.inv(info)
-    grads = np.einsum("tii->ti", ev.cov_beta_grad)[free]  # (free, p)
-    variance = np.einsum("tp,tu,up->p", grads, cov_theta, grads)
-    return np.asarray(2.0 * np.diag(ev.cov_beta) ** 2 / variance, dtype=np.float64)
 
 
 def recovery(
@@ -55,7 +43,6 @@ def recovery(
     power: float = 0.8,
     level: float = 95.0,
     domain: tuple[str, str] | None = None,
-    mdes_simulations: int = 0,
 ) -> RecoveryResult:
     """Fit the gain model (``pre``/``post``) or the long model (``long=True``) of a DDD design.
 
@@ -65,7 +52,7 @@ def recovery(
     interest for the equivalence tests (score units per unit, or per SD with ``standardize``).
     Several ``pre``/``post`` (or ``score``) columns are plausible values: one fit each, pooled with
     Rubin's rules. ``domain = (column, value)`` restricts the fit to one domain's rows.
-    ``mdes_simulations > 0`` checks each analytic MDE by that many simulations (gain model).
+    The simulation check of the MDEs runs above the engine: ``edueffects.power.check_mdes(result, reps)``.
     """
     if method not in ("REML", "ML"):
         raise InputError("method '{0}' is not REML or ML", method)
@@ -94,14 +81,7 @@ def recovery(
             domain=domain,
         )
         fits.append(_fit_one(data, spec, method, standardize, sesoi, alpha, power, level))
-    result = fits[0] if n_pv == 1 else pool_plausible_values(fits, sesoi, alpha, power, level)
-    if mdes_simulations > 0:
-        from dataclasses import replace
-
-        from edueffects.recovery.power import simulated_power_at_mdes
-
-        result = replace(result, mdes=simulated_power_at_mdes(result, reps=mdes_simulations))
-    return result
+    return fits[0] if n_pv == 1 else pool_plausible_values(fits, sesoi, alpha, power, level)
 
 
 def recovery_by_domain(data: pd.DataFrame | str | Path, domain: str, **kwargs: object) -> dict[str, RecoveryResult]:
@@ -159,8 +139,19 @@ def pool_plausible_values(
         tost(t, float(mean[index[t]]), float(se[index[t]]), float(df[index[t]]), sesoi, alpha) for t in terms
     )
     mdes = tuple(minimum_detectable_effect(t, float(se[index[t]]), float(df[index[t]]), alpha, power) for t in terms)
+    record = first.fit_record
     loglik = float(np.mean([f.loglik for f in fits]))
     note = f"pooled over {len(fits)} plausible values with Rubin's rules (Barnard-Rubin df); logLik, AIC, BIC averaged"
+    # an average of log-likelihoods is no likelihood: the method label keeps anova() from comparing it
+    pooled = FitRecord(
+        f"{record.method}, averaged over {len(fits)} plausible values",
+        loglik,
+        record.n_params,
+        record.n_info,
+        record.n_obs,
+        record.x,
+        record.y,
+    )
     return RecoveryResult(
         model=first.model,
         method=first.method,
@@ -175,9 +166,7 @@ def pool_plausible_values(
         ddd_terms=terms,
         variance_names=first.variance_names,
         variance=np.mean([f.variance for f in fits], axis=0),
-        loglik=loglik,
-        aic=float(np.mean([f.aic for f in fits])),
-        bic=float(np.mean([f.bic for f in fits])),
+        fit_record=pooled,
         robust=robust,
         robust_clusters=first.robust_clusters,
         equivalence=equivalence,
@@ -227,9 +216,11 @@ def _fit_one(
         if at_zero:
             warnings.append(f"the {name} variance is estimated at the boundary (0)")
     se = np.sqrt(np.diag(ev.cov_beta))
-    df = satterthwaite_df(ev, conv.at_boundary)
+    model_cov = ModelCovariance.from_evaluation(ev, conv.at_boundary)
+    df = model_cov.contrast_df(np.eye(se.size))
     coefs = coefficient_table(mf.names, ev.beta, se, df, level)
-    robust, n_clusters = _robust(mf, ev, level)
+    rc = _robust(mf, ev)
+    robust = coefficient_table(mf.names, ev.beta, np.sqrt(np.diag(rc.vcov)), rc.df, level)
     index = {name: i for i, name in enumerate(mf.names)}
     equivalence = tuple(
         tost(t, float(ev.beta[index[t]]), float(se[index[t]]), float(df[index[t]]), sesoi, alpha) for t in mf.ddd_terms
@@ -237,11 +228,16 @@ def _fit_one(
     mdes = tuple(
         minimum_detectable_effect(t, float(se[index[t]]), float(df[index[t]]), alpha, power) for t in mf.ddd_terms
     )
-    n_var = mf.design.n_params
-    n_fixed = len(mf.names)
-    parms = n_fixed + n_var
-    loglik = ev.loglik
-    aic, bic = information_criteria(loglik, parms, mf.design.n_obs)
+    # lme4's logLik df: fixed effects + variance components; BIC's n: rows of the student table
+    record = FitRecord(
+        method=method,
+        loglik=ev.loglik,
+        n_params=len(mf.names) + mf.design.n_params,
+        n_info=float(mf.design.n_obs),
+        n_obs=mf.design.n_obs,
+        x=mf.block_x,
+        y=data_identity(cells),
+    )
     return RecoveryResult(
         model=cells.kind,
         method=method,
@@ -256,11 +252,9 @@ def _fit_one(
         ddd_terms=mf.ddd_terms,
         variance_names=mf.variance_names,
         variance=ev.theta,
-        loglik=loglik,
-        aic=aic,
-        bic=bic,
+        fit_record=record,
         robust=robust,
-        robust_clusters=n_clusters,
+        robust_clusters=rc.n_clusters,
         equivalence=equivalence,
         mdes=mdes,
         sesoi=sesoi,
@@ -269,16 +263,18 @@ def _fit_one(
         notes=tuple(notes),
         warnings=tuple(warnings),
         cells=cells.frame,
+        model_covariance=model_cov,
+        robust_covariance=rc,
     )
 
 
-def _robust(mf: ModelFrame, ev: Evaluation, level: float) -> tuple[CoefficientTable, int]:
+def _robust(mf: ModelFrame, ev: Evaluation) -> RobustCovariance:
     """CR2 by school on the orthonormalised blocks of identical rows (exact; see core.robust)."""
     root = np.sqrt(mf.block_n)
     x = mf.block_x * root[:, None]
     resid = (mf.block_sum_y - mf.block_n * (mf.block_x @ ev.beta)) / root
     n_levels = len(mf.block_levels)
-    rc = cr2(
+    return cr2(
         x,
         resid,
         ev.cov_beta,
@@ -288,4 +284,3 @@ def _robust(mf: ModelFrame, ev: Evaluation, level: float) -> tuple[CoefficientTa
         mf.block_school.astype(np.intp),
         level_loadings=mf.block_loadings,
     )
-    return coefficient_table(mf.names, ev.beta, np.sqrt(np.diag(rc.vcov)), rc.df, level), rc.n_clusters

@@ -69,6 +69,18 @@ def _columns(values: pd.DataFrame, terms: Sequence[tuple[str, ...]]) -> Array:
     return np.column_stack(cols)
 
 
+CELL_COUNTS = {"gain": ("n",), "long_linked": ("r", "pre_n", "post_n"), "long_unlinked": ("occasion", "n")}
+
+
+def data_identity(cells: CellTable) -> Array:
+    """The data of a fit, whatever its moderators: per cell its school and cohort codes, counts and
+    score checksum (exact, unlike the floating-point sums, whose last bits vary with DuckDB's threads).
+    A likelihood-ratio test refuses fits whose identities differ."""
+    school, cell = _codes(cells.frame)
+    counts = cells.frame[[*CELL_COUNTS[cells.kind], "checksum"]].to_numpy(np.float64)
+    return np.column_stack([school, cell, counts])
+
+
 def _codes(frame: pd.DataFrame) -> tuple[IntArray, IntArray]:
     school = pd.factorize(frame["school"])[0].astype(np.intp)
     cell = pd.factorize(pd.MultiIndex.from_arrays([frame["school"], frame["cohort"]]))[0].astype(np.intp)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from edueffects.core.equivalence import DetectableEffect, EquivalenceTest
+from edueffects.core.errors import InputError
 from edueffects.core.inference import CoefficientAccessors, CoefficientTable
 from edueffects.core.jet import Array
 from edueffects.core.nested import Convergence
+from edueffects.core.results import FitRecord, ResultDisplay, WaldTest, contrast_labels
+from edueffects.core.robust import RobustCovariance, cr2_wald_test
+from edueffects.options import DEFAULT_ROBUST_TEST, ROBUST_TESTS, RobustTest
+from edueffects.recovery.inference import MatrixLike, ModelCovariance, coefficient_matrix, satterthwaite_wald_test
 
 MODEL_LABELS = {
     "gain": "gain model (grade-to-grade gain, linked students)",
@@ -18,13 +24,22 @@ MODEL_LABELS = {
 }
 
 
+def _pooled() -> InputError:
+    return InputError("joint tests are not available for results pooled over plausible values")
+
+
 def _f(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
-@dataclass(frozen=True, eq=False)
-class RecoveryResult(CoefficientAccessors):
-    """A fitted DDD recovery model with model-based, cluster-robust and equivalence inference."""
+@dataclass(frozen=True, eq=False, repr=False)
+class RecoveryResult(ResultDisplay, CoefficientAccessors):
+    """A fitted DDD recovery model with model-based, cluster-robust and equivalence inference.
+
+    ``fit_record`` feeds likelihood-ratio tests (``edueffects.anova(full, reduced)``, as lme4's
+    ``anova``); :meth:`wald` and :meth:`robust_wald` test several coefficients jointly. Results
+    pooled over plausible values carry neither covariance (``model_covariance``, ``robust_covariance``).
+    """
 
     model: str
     method: str
@@ -39,9 +54,7 @@ class RecoveryResult(CoefficientAccessors):
     ddd_terms: tuple[str, ...]
     variance_names: tuple[str, ...]
     variance: Array
-    loglik: float
-    aic: float
-    bic: float
+    fit_record: FitRecord
     robust: CoefficientTable
     robust_clusters: int
     equivalence: tuple[EquivalenceTest, ...]
@@ -53,6 +66,61 @@ class RecoveryResult(CoefficientAccessors):
     warnings: tuple[str, ...]
     cells: pd.DataFrame = field(repr=False)
     plausible_values: int = 1
+    model_covariance: ModelCovariance | None = field(default=None, repr=False)
+    robust_covariance: RobustCovariance | None = field(default=None, repr=False)
+
+    @property
+    def loglik(self) -> float:
+        return self.fit_record.loglik
+
+    @property
+    def aic(self) -> float:
+        return self.fit_record.aic
+
+    @property
+    def bic(self) -> float:
+        """``-2 l + k log(n)`` with ``n`` the rows of the student table (lme4's ``BIC``)."""
+        return self.fit_record.bic
+
+    def wald(self, terms: str | Sequence[str] | None = None, L: MatrixLike | None = None) -> WaldTest:
+        """Model-based joint F test of the coefficients ``terms`` (names) or of ``L b = 0``, with the
+        multi-df Satterthwaite denominator df of lmerTest's ``contestMD`` (``contest(m, L, joint = TRUE)``)."""
+        if self.model_covariance is None:
+            raise _pooled()
+        names = self.coefficients.names
+        matrix = coefficient_matrix(names, terms, L)
+        return satterthwaite_wald_test(self.coefficients.estimate, self.model_covariance, matrix, names)
+
+    def robust_wald(
+        self,
+        terms: str | Sequence[str] | None = None,
+        L: MatrixLike | None = None,
+        test: RobustTest = DEFAULT_ROBUST_TEST,
+    ) -> WaldTest:
+        """Cluster-robust (CR2 by school) joint test of the coefficients ``terms`` or of ``L b = 0``:
+        clubSandwich ``Wald_test(m, constraints, vcov = "CR2", test = "HTZ" | "Naive-F" | "chi-sq")``."""
+        if test not in ROBUST_TESTS:
+            raise InputError("robust test '{0}' is not one of {1}", test, ", ".join(ROBUST_TESTS))
+        if self.robust_covariance is None:
+            raise _pooled()
+        names = self.coefficients.names
+        matrix = coefficient_matrix(names, terms, L)
+        try:
+            out = cr2_wald_test(self.robust_covariance, self.coefficients.estimate, matrix, test)
+        except ValueError:
+            raise InputError(
+                "the hypotheses cannot be tested cluster-robustly: their CR2 covariance is singular "
+                "(redundant hypotheses or too few clusters)"
+            ) from None
+        return WaldTest(
+            contrast_labels(matrix, names),
+            float(out.statistic),
+            float(out.df_num),
+            None if out.df_denom is None else float(out.df_denom),
+            float(out.pval),
+            "chi2" if out.df_denom is None else "F",
+            f"CR2, {test}, {self.robust_clusters} clusters by school",
+        )
 
     def tidy(self) -> pd.DataFrame:
         """Coefficients (model-based, Satterthwaite df) with CR2 columns beside them."""

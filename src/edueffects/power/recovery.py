@@ -1,9 +1,11 @@
-"""Power of the DDD effects by simulation: simulate a state, fit, count rejections, over a grid.
+"""Simulation-based power of the DDD effects, above the recovery engine (it imports ``recovery`` and ``simulate``).
 
-Every replicate draws a new state from :func:`edueffects.simulate.recovery` with the DDD effect of
-one moderator set to each grid value (the others 0) and fits the gain model; power is the share of
-replicates with p < alpha (model-based Satterthwaite test), with its Monte-Carlo SE
+:func:`power_curve`: every replicate draws a new state from :func:`edueffects.simulate.recovery` with
+the DDD effect of one moderator set to each grid value (the others 0) and fits the gain model; power
+is the share of replicates with p < alpha (model-based Satterthwaite test), with its Monte-Carlo SE
 ``sqrt(power (1 - power) / reps)``. Replicates run in parallel over processes.
+
+:func:`check_mdes`: the analytic MDEs of a fitted gain model checked by parametric simulation from it.
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from edueffects.core.equivalence import DetectableEffect
 from edueffects.core.errors import InputError
-
-if TYPE_CHECKING:
-    from edueffects.recovery.result import RecoveryResult
+from edueffects.recovery.data import CellTable
+from edueffects.recovery.fit import model_pvalues, recovery
+from edueffects.recovery.model import build
+from edueffects.recovery.result import RecoveryResult
+from edueffects.simulate import recovery as simulate_state
 
 MODERATOR_FIELDS = {"ses": "ddd_ses", "nongerman": "ddd_nongerman", "lost_days": "ddd_lost_days"}
 
@@ -59,9 +62,6 @@ class PowerCurve:
 
 
 def _replicate(job: tuple[float, int, dict[str, object], str, float]) -> list[tuple[float, str, bool]]:
-    from edueffects.recovery.fit import recovery
-    from edueffects.simulate import recovery as simulate_state
-
     effect, seed, design, moderator, alpha = job
     settings = {**design, MODERATOR_FIELDS[moderator]: effect}
     state = simulate_state(None, seed, **settings)
@@ -146,10 +146,6 @@ def simulated_power_at_mdes(result: RecoveryResult, reps: int = 200, seed: int =
     term set to its analytic MDE — cell mean ``~ N(x b + u_school + u_cell, s2_e / n)``, within-cell sum
     of squares ``~ s2_e chi2(n - 1)`` — refitted, and the share of p < alpha is reported.
     """
-    from edueffects.recovery.data import CellTable
-    from edueffects.recovery.fit import model_pvalues
-    from edueffects.recovery.model import build
-
     if result.model != "gain":
         raise InputError("the simulation check of the MDE is available for the gain model")
     rng = np.random.default_rng(seed)
@@ -180,3 +176,11 @@ def simulated_power_at_mdes(result: RecoveryResult, reps: int = 200, seed: int =
             rejections += int(p < md.alpha)
         out.append(replace(md, simulated_power_at_mdes=rejections / reps))
     return tuple(out)
+
+
+def check_mdes(result: RecoveryResult, reps: int, seed: int = 1) -> RecoveryResult:
+    """``result`` with each MDE entry's ``simulated_power_at_mdes`` from ``reps`` simulations
+    (:func:`simulated_power_at_mdes`; gain model); ``reps < 1`` returns ``result`` unchanged."""
+    if reps < 1:
+        return result
+    return replace(result, mdes=simulated_power_at_mdes(result, reps=reps, seed=seed))
