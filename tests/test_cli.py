@@ -38,6 +38,47 @@ def test_meta_json_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["prediction"] is None
 
 
+def test_meta_formula_predictions_and_robust_wald(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "meta", str(REF / "assink2016.csv"), "--yi", "yi", "--vi", "vi", "--cluster", "study", "--within", "esid",
+            "--mods", "~ deltype + year", "--predict", "deltype=general,overt", "year=5,5",
+            "--robust", "study", "--no-variance-ci", "--level", "0.9", "--json", "-",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["level"] == 90.0 and out["formula"] == "~ deltype + year"
+    assert out["terms"]["deltype"] == ["deltypegeneral", "deltypeovert"]
+    assert [w["df1"] for w in out["wald"]] == [2, 1]
+    rows = out["predictions"]["rows"]
+    assert [r["deltype"] for r in rows] == ["general", "overt"] and rows[0]["pi_lb"] < rows[0]["ci_lb"]
+    robust_deltype = out["robust"]["wald"][0]
+    assert robust_deltype["distribution"] == "F" and "HTZ" in robust_deltype["method"]
+    assert robust_deltype["df2"] < 16  # HTZ denominator df, not the number of clusters
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--mods", "~ year +* deltype"], "cannot be read"),
+        (["--mods", "~ deltype", "year"], "one quoted formula"),
+        (["--predict", "year"], "COLUMN=VALUE"),
+        (["--cluster", "study", "--sigma2", "NA"], "1 value(s) for 2"),
+        (["--cluster", "study", "--sigma2", "x", "0"], "not a number or NA"),
+        (["--level", "1"], "level"),
+    ],
+)
+def test_meta_new_options_refuse_bad_values(extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["meta", str(REF / "assink2016.csv"), "--yi", "yi", "--vi", "vi", "--within", "esid", *extra]
+    if "--cluster" not in extra:
+        args.remove("--within")
+        args.remove("esid")
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
 def test_meta_univariate_json_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "out.json"
     code = main(["meta", str(REF / "bcg.csv"), "--yi", "yi", "--vi", "vi", "--method", "DL", "--json", str(target)])
