@@ -3,7 +3,17 @@
 from edueffects import power, simulate
 from edueffects.core.errors import InputError
 from edueffects.core.results import anova
-from edueffects.meta import MetaResult, RobustResult, meta
+from edueffects.meta import (
+    MetaResult,
+    RobustResult,
+    escalc,
+    meta,
+    pet_peese,
+    ranktest,
+    regtest,
+    selmodel,
+    trimfill,
+)
 from edueffects.recovery import RecoveryResult, recovery, recovery_by_domain
 from edueffects.soma import SomaResult, soma
 
@@ -17,10 +27,16 @@ __all__ = [
     "SomaResult",
     "__version__",
     "anova",
+    "escalc",
     "meta",
+    "pet_peese",
     "power",
+    "ranktest",
     "recovery",
     "recovery_by_domain",
+    "regtest",
+    "selmodel",
     "simulate",
     "soma",
+    "trimfill",
 ]

@@ -18,8 +18,10 @@ from edueffects.options import (
     DEFAULT_METHOD,
     DEFAULT_ROBUST_TEST,
     DEFAULT_TEST,
+    EFFECT_MEASURES,
     ESTIMATION_METHODS,
     ROBUST_TESTS,
+    SMD_CORRECTIONS,
     TEST_METHODS,
     TRANSFORMS,
 )
@@ -91,6 +93,23 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-variance-ci", action="store_true", help="skip confidence intervals of variance components")
     m.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
     m.add_argument("--quiet", action="store_true", help="no progress display")
+
+    es = sub.add_parser(
+        "es", parents=[common], help="effect sizes (yi, vi) from a coded spreadsheet, as metafor's escalc"
+    )
+    es.add_argument("file", help="coded table (CSV, Excel, ...): one row per effect")
+    es.add_argument("--measure", required=True, choices=EFFECT_MEASURES, help="effect-size measure")
+    es.add_argument(
+        "--map",
+        nargs="+",
+        default=[],
+        metavar="KEY=COLUMN",
+        help="columns for the keys m1i m2i sd1i sd2i n1i n2i ni ri ti fi chi2i d lor sign ai bi ci di "
+        "(default: the column of that name)",
+    )
+    es.add_argument("--correction", choices=SMD_CORRECTIONS, default="exact", help="small-sample correction of d")
+    es.add_argument("--out", required=True, help="output table (.csv or .xlsx); never the input file")
+    es.add_argument("--skip-incomplete", action="store_true", help="leave rows that no rule fits empty")
 
     r = sub.add_parser(
         "recovery", parents=[common], help="DDD model of learning recovery on a student table (CSV or Parquet)"
@@ -261,6 +280,48 @@ def _run_meta(args: argparse.Namespace) -> int:
         print(robust.summary())
         for test in robust.term_tests(args.robust_test):
             print(test.summary().splitlines()[0])
+    return 0
+
+
+def _run_es(args: argparse.Namespace) -> int:
+    """``edueffects es``: yi, vi and the rule of every row appended to the table, written atomically."""
+    from edueffects.io import read_table
+    from edueffects.meta.effect_sizes import escalc
+    from edueffects.report.i18n import Language
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".csv", ".xlsx"):
+        raise InputError("--out: use a .csv or .xlsx file name (got '{0}')", out.name)
+    if not out.parent.exists():
+        raise InputError("--out: folder '{0}' does not exist", out.parent)
+    if out.exists() and out.resolve() == Path(args.file).resolve():
+        raise InputError("--out: '{0}' is the input file: write the effect sizes to another file", out)
+    mapping: dict[str, str] = {}
+    for item in args.map:
+        key, sep, column = item.partition("=")
+        if not sep or not key or not column:
+            raise InputError("--map: '{0}' is not KEY=COLUMN", item)
+        mapping[key] = column
+    data = read_table(args.file)
+    for name in ("yi", "vi", "es_rule"):
+        if name in data.columns:
+            raise InputError("column '{0}' is already in the input: rename it before computing effect sizes", name)
+    table = escalc(data, args.measure, mapping, args.correction, incomplete="skip" if args.skip_incomplete else "error")
+    result = data.reset_index(drop=True).assign(yi=table.yi, vi=table.vi, es_rule=table.rule)
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        if out.suffix.lower() == ".csv":
+            result.to_csv(tmp, index=False)
+        else:
+            result.to_excel(tmp, index=False, engine="openpyxl")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    lang = Language.of(args.lang or "en")
+    done = int(table.rule.notna().sum())
+    print(lang("{n} effect size(s) ({measure}) written to {path}").format(n=done, measure=args.measure, path=out))
+    for rule, count in table.rule.value_counts(dropna=False).items():
+        print(f"  {lang('not computed') if rule is None or rule != rule else rule}: {count}")
     return 0
 
 
@@ -452,6 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_meta(args)
         if args.command == "recovery":
             return _run_recovery(args)
+        if args.command == "es":
+            return _run_es(args)
         if args.command == "simulate":
             return _run_simulate(args)
         if args.command == "power":

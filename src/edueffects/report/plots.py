@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -260,3 +260,60 @@ def soma_figures(result: SomaResult, folder: str | Path) -> list[Path]:
             fig.text(0.01, 0.005, "SYNTHETIC DATA (simulated)", fontsize=7, color="#cc0000")
         paths += save(fig, folder, name)
     return paths
+
+
+# ---- small-study effects --------------------------------------------------------------------------
+
+
+def contour_funnel(result: object, tr: Translate = _same, contours: Sequence[float] = (0.10, 0.05, 0.01)) -> Figure:
+    """Contour-enhanced funnel plot (Peters et al. 2008): effects against their standard errors, shaded
+    where a two-sided z test of zero is significant at each of ``contours``; the pooled estimate as a
+    vertical line; for a trim-and-fill result the filled studies as open circles and the adjusted estimate.
+    ``result``: a ``meta()`` result (univariate or multilevel) or a ``trimfill()`` result."""
+    from edueffects.meta.bias import TrimFillResult, contour_levels
+    from edueffects.meta.result import MetaResult
+
+    if isinstance(result, TrimFillResult):
+        data, fit = result.data, result.fit
+        y, se, filled = data.yi.to_numpy(), np.sqrt(data.vi.to_numpy()), data.filled.to_numpy()
+    elif isinstance(result, MetaResult):
+        fit = result
+        y, se = result.state.y, np.sqrt(result.state.v)
+        filled = np.zeros(y.size, dtype=bool)
+    else:
+        raise InputError("contour_funnel: give a meta() or trimfill() result (got {0})", type(result).__name__)
+    crits = contour_levels(contours)  # ascending critical values: .10, .05, .01
+    alphas = sorted(contours, reverse=True)
+    top = float(se.max()) * 1.08
+    grid = np.linspace(0.0, top, 200)
+    reach = max(float(np.abs(y).max()), float(crits[-1] * top)) * 1.05
+    fig = Figure(figsize=(6.0, 4.6))
+    ax = fig.add_subplot()
+    shades = ["0.93", "0.80", "0.62", "0.45", "0.3"]
+    edges = [*crits, np.inf]
+    bounds = [*alphas[1:], 0.0]
+    for i, alpha in enumerate(alphas):
+        lower = edges[i] * grid
+        upper = np.full(grid.size, reach) if i + 1 == len(alphas) else np.minimum(edges[i + 1] * grid, reach)
+        low = bounds[i]
+        label = f"{_decimal(tr, low)} < p < {_decimal(tr, alpha)}" if low > 0 else f"p < {_decimal(tr, alpha)}"
+        ax.fill_betweenx(grid, lower, upper, color=shades[i % len(shades)], lw=0, label=label)
+        ax.fill_betweenx(grid, -upper, -lower, color=shades[i % len(shades)], lw=0)
+    ax.axvline(0.0, color="0.5", lw=0.6)
+    center = float(fit.coefficients.estimate[0])
+    ax.axvline(center, color="#cc0000", lw=0.9, ls="--", label=tr("pooled estimate"))
+    ax.scatter(y[~filled], se[~filled], s=16, color="#0b5394", zorder=3, label=tr("studies"))
+    if filled.any():
+        ax.scatter(
+            y[filled], se[filled], s=16, facecolors="white", edgecolors="#0b5394", zorder=3, label=tr("filled studies")
+        )
+    ax.set_xlim(-reach, reach)
+    ax.set_ylim(top, 0.0)
+    ax.set_xlabel(tr("effect size"))
+    ax.set_ylabel(tr("standard error"))
+    if isinstance(result, TrimFillResult):
+        ax.set_title(tr("Contour-enhanced funnel plot after trim-and-fill ({k0} filled)").format(k0=result.k0))
+    else:
+        ax.set_title(tr("Contour-enhanced funnel plot"))
+    ax.legend(frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
+    return fig
