@@ -112,13 +112,20 @@ def _build_parser() -> argparse.ArgumentParser:
     es.add_argument("--skip-incomplete", action="store_true", help="leave rows that no rule fits empty")
 
     r = sub.add_parser(
-        "recovery", parents=[common], help="DDD model of learning recovery on a student table (CSV or Parquet)"
+        "recovery",
+        parents=[common],
+        help="DDD model of learning recovery on a student table (CSV or Parquet) or on released cells",
+        epilog="edueffects recovery aggregate FILE ... --out cells.parquet: per-cell statistics that identify "
+        "no student, to release and fit with --cells (edueffects recovery aggregate -h)",
     )
-    r.add_argument("file", help="student table: one row per student (or per student and occasion with --long)")
-    r.add_argument("--school", required=True)
-    r.add_argument("--cohort", required=True)
-    r.add_argument("--pandemic-cohorts", nargs="+", required=True, metavar="COHORT")
-    r.add_argument("--moderators", nargs="+", required=True, metavar="COL", help="school-level moderators")
+    r.add_argument(
+        "file", nargs="?", help="student table: one row per student (or per student and occasion with --long)"
+    )
+    r.add_argument("--cells", metavar="PATH", help="fit released cell statistics (from 'recovery aggregate')")
+    r.add_argument("--school")
+    r.add_argument("--cohort")
+    r.add_argument("--pandemic-cohorts", nargs="+", metavar="COHORT")
+    r.add_argument("--moderators", nargs="+", metavar="COL", help="school-level moderators")
     r.add_argument("--pre", nargs="+", help="score before (e.g. grade 5); several columns = plausible values")
     r.add_argument("--post", nargs="+", help="score after (e.g. grade 8); several columns = plausible values")
     r.add_argument("--student", help="student id (long format: links a student's occasions)")
@@ -325,9 +332,79 @@ def _run_es(args: argparse.Namespace) -> int:
     return 0
 
 
+def _aggregate_parser() -> argparse.ArgumentParser:
+    """``edueffects recovery aggregate``: student tables to released cell statistics."""
+    a = argparse.ArgumentParser(
+        prog="edueffects recovery aggregate",
+        description="Per-cell sufficient statistics of student tables (counts, sums, sums of squares and "
+        "cross-products per school x cohort x occasion pattern), with a disclosure rule; nothing identifies a student.",
+    )
+    a.add_argument("files", nargs="+", metavar="FILE", help="student tables (CSV or Parquet; all of one kind)")
+    a.add_argument("--out", required=True, metavar="PATH", help="the cells file to write (Parquet); never an input")
+    a.add_argument("--school", required=True)
+    a.add_argument("--cohort", required=True)
+    a.add_argument("--moderators", nargs="+", required=True, metavar="COL", help="school-level moderators")
+    a.add_argument("--pre", nargs="+", help="score before (one row per student); several columns = plausible values")
+    a.add_argument("--post", nargs="+", help="score after; several columns = plausible values")
+    a.add_argument("--occasion", help="long table: the occasion column (two values)")
+    a.add_argument("--score", nargs="+", help="long table: the score column(s)")
+    a.add_argument("--student", help="long table: student id, links a student's occasions (never written)")
+    a.add_argument("--domain", help="column of domains (e.g. reading, maths): statistics per domain")
+    a.add_argument("--min-cell", type=int, default=10, metavar="N", help="withhold rows of fewer than N students")
+    rule = a.add_mutually_exclusive_group()
+    rule.add_argument("--suppress", dest="disclosure", action="store_const", const="suppress",
+                      help="drop rows of fewer than N students (default)")  # fmt: skip
+    rule.add_argument("--merge", dest="disclosure", action="store_const", const="merge",
+                      help="first pool a school's cohorts of the same period (needs --pandemic-cohorts)")  # fmt: skip
+    a.set_defaults(disclosure="suppress", command="recovery", aggregate=True)
+    a.add_argument("--pandemic-cohorts", nargs="+", metavar="COHORT", help="recorded for the fit; needed by --merge")
+    a.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb", help="where to aggregate")
+    a.add_argument("--json", metavar="PATH", help="write the metadata block as JSON to PATH, or '-' for stdout")
+    a.add_argument("--quiet", action="store_true", help="no progress display")
+    a.add_argument("--lang", choices=["en", "nl", "de"], help="language of messages (en, nl, de)")
+    return a
+
+
+def _run_aggregate(args: argparse.Namespace) -> int:
+    from edueffects.progress import progress_reporter
+    from edueffects.recovery import aggregate
+
+    step, stop = progress_reporter(args.quiet)
+    try:
+        step(f"aggregating on {args.engine}")
+        cells = aggregate(
+            args.files,
+            school=args.school,
+            cohort=args.cohort,
+            moderators=args.moderators,
+            pre=args.pre,
+            post=args.post,
+            occasion=args.occasion,
+            score=args.score,
+            student=args.student,
+            domain=args.domain,
+            min_cell=args.min_cell,
+            disclosure=args.disclosure,
+            pandemic_cohorts=args.pandemic_cohorts,
+            engine=args.engine,
+        )
+        target = cells.write(args.out)
+    finally:
+        stop()
+    if args.json:
+        write_json(cells.to_dict(), args.json)
+        if args.json == "-":
+            return 0
+    print(cells.summary())
+    print(f"wrote {target}")
+    return 0
+
+
 def _run_recovery(args: argparse.Namespace) -> int:
     from edueffects.recovery import recovery, recovery_by_domain
 
+    if getattr(args, "aggregate", False):
+        return _run_aggregate(args)
     options: dict[str, object] = {
         "school": args.school,
         "cohort": args.cohort,
@@ -342,6 +419,7 @@ def _run_recovery(args: argparse.Namespace) -> int:
         "method": args.method,
         "standardize": args.standardize,
         "sesoi": args.sesoi,
+        "cells": args.cells,
     }
     from edueffects.progress import progress_reporter
 
@@ -507,7 +585,11 @@ def _run_report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:2] == ["recovery", "aggregate"]:  # a file named 'aggregate': ./aggregate
+        args = _aggregate_parser().parse_args(words[2:])
+    else:
+        args = parser.parse_args(words)
     try:
         if args.command == "meta":
             return _run_meta(args)

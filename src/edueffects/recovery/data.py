@@ -207,10 +207,14 @@ def cohort_label(value: object) -> str:
     return str(int(number)) if number.is_integer() else str(value)
 
 
-def _pandemic_flags(cohorts: pd.Series, spec: RecoverySpec) -> Array:
-    """1 for pandemic-affected cohorts; errors for unknown cohorts or no comparison cohort."""
+def _pandemic_flags(cohorts: pd.Series, spec: RecoverySpec, merged: dict[str, tuple[str, ...]]) -> Array:
+    """1 for pandemic-affected cohorts; errors for unknown cohorts or no comparison cohort.
+
+    A pooled cohort (``merged``: label -> cohorts, see :mod:`edueffects.recovery.disclosure`) is
+    affected when its cohorts are; pandemic cohorts that split one are an error."""
     labels = cohorts.map(cohort_label)
-    found = sorted(labels.unique())
+    parts = {label: merged.get(label, (label,)) for label in labels.unique()}
+    found = sorted({c for group in parts.values() for c in group})
     if not spec.pandemic_cohorts:
         raise InputError("name the pandemic-affected cohorts (--pandemic-cohorts)")
     listed = [cohort_label(c) for c in spec.pandemic_cohorts]
@@ -228,7 +232,15 @@ def _pandemic_flags(cohorts: pd.Series, spec: RecoverySpec) -> Array:
             "a pre-pandemic cohort is needed as the comparison",
             spec.cohort,
         )
-    return np.asarray(labels.isin(listed).to_numpy(), dtype=np.float64)
+    for label, group in parts.items():
+        if len(group) > 1 and len({c in listed for c in group}) > 1:
+            raise InputError(
+                "cohorts {0} were pooled into one cell before release, and --pandemic-cohorts splits them; "
+                "aggregate again with these pandemic cohorts",
+                label,
+            )
+    affected = {label for label, group in parts.items() if group[0] in listed}
+    return np.asarray(labels.isin(affected).to_numpy(), dtype=np.float64)
 
 
 def _check_moderators(frame: pd.DataFrame, spec: RecoverySpec) -> tuple[str, ...]:
@@ -364,11 +376,27 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
         _check_nulls(con, key_cols, spec)
     frame = frame.drop(columns=null_cols)
     con.close()
+    return finish_cells(frame, spec, n_students, n_rows, occasion_label, notes)
+
+
+def finish_cells(
+    frame: pd.DataFrame,
+    spec: RecoverySpec,
+    n_students: int,
+    n_rows: int,
+    occasion_label: str,
+    notes: Sequence[str],
+    merged: dict[str, tuple[str, ...]] | None = None,
+) -> CellTable:
+    """The checks and flags every cell table gets, from a student table or from released cells:
+    schools, pandemic cohorts (``merged`` maps a pooled cohort label to its cohorts), school-level
+    moderators and doses."""
+    notes = list(notes)
     if frame.empty:
         raise InputError("the student table has no rows")
     if frame["school"].nunique() < 2:
         raise InputError("column '{0}' has a single school: school-level moderators need many schools", spec.school)
-    frame["pandemic"] = _pandemic_flags(frame["cohort"], spec)
+    frame["pandemic"] = _pandemic_flags(frame["cohort"], spec, merged or {})
     dose = _check_moderators(frame, spec)
     for mod in dose:
         notes.append(

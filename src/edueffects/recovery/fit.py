@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 
 from edueffects.core.equivalence import minimum_detectable_effect, tost
-from edueffects.core.errors import InputError
+from edueffects.core.errors import InputError, Phrase
 from edueffects.core.inference import coefficient_table
 from edueffects.core.jet import Array
 from edueffects.core.nested import Evaluation, maximize
 from edueffects.core.results import FitRecord
 from edueffects.core.robust import RobustCovariance, cr2
+from edueffects.recovery.cells import ReleasedCells, cell_table, read_cells, released_note
 from edueffects.recovery.data import CellTable, RecoverySpec, aggregate, domains, standardize_moderators
 from edueffects.recovery.inference import ModelCovariance, satterthwaite_df
 from edueffects.recovery.model import ModelFrame, build, data_identity, start_values
@@ -25,11 +26,11 @@ FitMethod = Literal["REML", "ML"]
 
 
 def recovery(
-    data: pd.DataFrame | str | Path,
-    school: str,
-    cohort: str,
-    pandemic_cohorts: Sequence[str | int],
-    moderators: Sequence[str],
+    data: pd.DataFrame | str | Path | None = None,
+    school: str | None = None,
+    cohort: str | None = None,
+    pandemic_cohorts: Sequence[str | int] | None = None,
+    moderators: Sequence[str] | None = None,
     pre: str | Sequence[str] | None = None,
     post: str | Sequence[str] | None = None,
     student: str | None = None,
@@ -43,6 +44,7 @@ def recovery(
     power: float = 0.8,
     level: float = 95.0,
     domain: tuple[str, str] | None = None,
+    cells: str | Path | ReleasedCells | None = None,
 ) -> RecoveryResult:
     """Fit the gain model (``pre``/``post``) or the long model (``long=True``) of a DDD design.
 
@@ -52,14 +54,31 @@ def recovery(
     interest for the equivalence tests (score units per unit, or per SD with ``standardize``).
     Several ``pre``/``post`` (or ``score``) columns are plausible values: one fit each, pooled with
     Rubin's rules. ``domain = (column, value)`` restricts the fit to one domain's rows.
+
+    ``cells`` instead of ``data``: released cell statistics (a file written by
+    ``edueffects recovery aggregate`` or :func:`edueffects.recovery.aggregate`). The fit is the one on
+    the students the cells hold; columns, plausible values and occasions come from the file, the
+    moderators default to all it holds, the pandemic cohorts to those it was released with.
     The simulation check of the MDEs runs above the engine: ``edueffects.power.check_mdes(result, reps)``.
     """
     if method not in ("REML", "ML"):
         raise InputError("method '{0}' is not REML or ML", method)
-    if not moderators:
-        raise InputError("name at least one school-level moderator (--moderators)")
     if sesoi <= 0:
         raise InputError("sesoi must be positive (got {0})", sesoi)
+    options = (method, standardize, sesoi, alpha, power, level)
+    if (data is None) == (cells is None):
+        raise InputError("give either a student table or a cells file (--cells), not both or neither")
+    if cells is not None:
+        released = cells if isinstance(cells, ReleasedCells) else read_cells(cells)
+        return _recovery_from_cells(
+            released, school, cohort, pandemic_cohorts, moderators, long, domain, options,
+            {"pre": pre, "post": post, "student": student, "occasion": occasion, "score": score},
+        )  # fmt: skip
+    assert data is not None
+    if not moderators:
+        raise InputError("name at least one school-level moderator (--moderators)")
+    if not school or not cohort:
+        raise InputError("name the school and cohort columns (--school, --cohort)")
     pres, posts, scores = _columns(pre), _columns(post), _columns(score)
     n_pv = max(len(pres), len(posts), len(scores), 1)
     for name, cols in (("pre", pres), ("post", posts), ("score", scores)):
@@ -70,7 +89,7 @@ def recovery(
         spec = RecoverySpec(
             school=school,
             cohort=cohort,
-            pandemic_cohorts=tuple(str(c) for c in pandemic_cohorts),
+            pandemic_cohorts=tuple(str(c) for c in pandemic_cohorts or ()),
             moderators=tuple(moderators),
             pre=pres[i] if pres else None,
             post=posts[i] if posts else None,
@@ -80,12 +99,90 @@ def recovery(
             long=long,
             domain=domain,
         )
-        fits.append(_fit_one(data, spec, method, standardize, sesoi, alpha, power, level))
+        fits.append(_fit_cells(aggregate(data, spec), spec, *options))
     return fits[0] if n_pv == 1 else pool_plausible_values(fits, sesoi, alpha, power, level)
 
 
-def recovery_by_domain(data: pd.DataFrame | str | Path, domain: str, **kwargs: object) -> dict[str, RecoveryResult]:
-    """One :func:`recovery` fit per value of the ``domain`` column (e.g. reading and maths separately)."""
+def _recovery_from_cells(
+    cells: ReleasedCells,
+    school: str | None,
+    cohort: str | None,
+    pandemic_cohorts: Sequence[str | int] | None,
+    moderators: Sequence[str] | None,
+    long: bool,
+    domain: tuple[str, str] | None,
+    options: tuple[FitMethod, bool, float, float, float, float],
+    student_columns: dict[str, object],
+) -> RecoveryResult:
+    """Every model the released cells support, fitted as on the students they hold."""
+    roles = cells.roles
+    given = [f"--{k}" for k, v in student_columns.items() if v not in (None, [], ())]
+    if given:
+        raise InputError("a cells file holds its scores already aggregated: drop {0}", ", ".join(given))
+    for role, name, held in (("school", school, roles.school), ("cohort", cohort, roles.cohort)):
+        if name is not None and name != held:
+            raise InputError("the cells file's {0} column is '{1}', not '{2}'", Phrase(role), held, name)
+    mods = tuple(moderators) if moderators else roles.moderators
+    for mod in mods:
+        if mod not in roles.moderators:
+            held = ", ".join(roles.moderators)
+            raise InputError("moderator '{0}' is not in the cells file (it holds: {1})", mod, held)
+    cohorts = tuple(str(c) for c in pandemic_cohorts) if pandemic_cohorts else cells.pandemic_cohorts
+    value = _cells_domain(cells, domain)
+    linked = roles.layout != "long_unlinked"
+    spec = RecoverySpec(
+        school=roles.school,
+        cohort=roles.cohort,
+        pandemic_cohorts=cohorts,
+        moderators=mods,
+        student=roles.student if long and linked else None,
+        occasion=None if linked else roles.occasion,
+        long=long,
+    )
+    note = released_note(cells, value)
+    fits = [
+        _fit_cells(cell_table(cells, spec, pv, value, ()), spec, *options, released=note)
+        for pv in range(1, roles.n_pv + 1)
+    ]
+    method, standardize, sesoi, alpha, power, level = options
+    del method, standardize
+    return fits[0] if len(fits) == 1 else pool_plausible_values(fits, sesoi, alpha, power, level)
+
+
+def _cells_domain(cells: ReleasedCells, domain: tuple[str, str] | None) -> str | None:
+    held = cells.domains
+    if domain is None:
+        if held:
+            raise InputError("the cells file holds domains ({0}): choose one (--domain)", ", ".join(held))
+        return None
+    column, value = domain
+    if not held:
+        raise InputError("the cells file holds no domains: it was aggregated without --domain")
+    if column != cells.roles.domain:
+        raise InputError("the cells file's {0} column is '{1}', not '{2}'", Phrase("domain"), cells.roles.domain,
+                         column)  # fmt: skip
+    if str(value) not in held:
+        raise InputError("domain '{0}' is not in the cells file (it holds: {1})", value, ", ".join(held))
+    return str(value)
+
+
+def recovery_by_domain(
+    data: pd.DataFrame | str | Path | None = None, domain: str | None = None, **kwargs: object
+) -> dict[str, RecoveryResult]:
+    """One :func:`recovery` fit per value of the ``domain`` column (e.g. reading and maths separately);
+    with ``cells=`` the domains of the cells file (``domain`` defaults to its domain column)."""
+    cells = kwargs.pop("cells", None)
+    if cells is not None:
+        released = cells if isinstance(cells, ReleasedCells) else read_cells(cells)  # type: ignore[arg-type]
+        column = domain or released.roles.domain
+        if not released.domains or column is None:
+            raise InputError("the cells file holds no domains: it was aggregated without --domain")
+        return {
+            value: recovery(data, cells=released, domain=(column, value), **kwargs)  # type: ignore[arg-type]
+            for value in released.domains
+        }
+    if data is None or domain is None:
+        raise InputError("give either a student table or a cells file (--cells), not both or neither")
     return {value: recovery(data, domain=(domain, value), **kwargs) for value in domains(data, domain)}  # type: ignore[arg-type]
 
 
@@ -180,11 +277,12 @@ def pool_plausible_values(
         warnings=tuple(dict.fromkeys(w for f in fits for w in f.warnings)),
         cells=first.cells,
         plausible_values=len(fits),
+        released_cells=first.released_cells,
     )
 
 
-def _fit_one(
-    data: pd.DataFrame | str | Path,
+def _fit_cells(
+    cells: CellTable,
     spec: RecoverySpec,
     method: FitMethod,
     standardize: bool,
@@ -192,10 +290,12 @@ def _fit_one(
     alpha: float,
     power: float,
     level: float,
+    released: str | None = None,
 ) -> RecoveryResult:
     moderators = spec.moderators
-    cells = aggregate(data, spec)
     notes = list(cells.notes)
+    if released is not None:
+        notes.insert(0, released)
     if standardize:
         cells = type(cells)(
             kind=cells.kind,
@@ -265,6 +365,7 @@ def _fit_one(
         cells=cells.frame,
         model_covariance=model_cov,
         robust_covariance=rc,
+        released_cells=released is not None,
     )
 
 

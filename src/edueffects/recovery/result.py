@@ -68,6 +68,7 @@ class RecoveryResult(ResultDisplay, CoefficientAccessors):
     plausible_values: int = 1
     model_covariance: ModelCovariance | None = field(default=None, repr=False)
     robust_covariance: RobustCovariance | None = field(default=None, repr=False)
+    released_cells: bool = False  # fitted on released cell statistics (the notes say what was withheld)
 
     @property
     def loglik(self) -> float:
@@ -146,6 +147,7 @@ class RecoveryResult(ResultDisplay, CoefficientAccessors):
             "n_schools": self.n_schools,
             "n_cells": self.n_cells,
             "plausible_values": self.plausible_values,
+            "data_source": "released cell statistics" if self.released_cells else "student records",
             "pandemic_cohorts": list(self.pandemic_cohorts),
             "moderators": list(self.moderators),
             "dose_moderators": list(self.dose),
