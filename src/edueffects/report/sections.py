@@ -11,7 +11,7 @@ from edueffects.report.document import Figure, Section, Table
 from edueffects.report.i18n import Language
 from edueffects.soma.result import SomaResult
 
-SOMA_REFERENCES = (
+SOMA_REFERENCES = (  # first two always; then Schmidt-Oh, overlap (CCA), AMSTAR 2, metafor
     "Cheung, M. W.-L. (2014). Modeling dependent effect sizes with three-level meta-analyses: "
     "A structural equation modeling approach. Psychological Methods, 19(2), 211-229.",
     "Pustejovsky, J. E., & Tipton, E. (2022). Meta-analysis with robust variance estimation: Expanding the range "
@@ -243,18 +243,33 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
             "to r. Inference was checked with cluster-robust (CR2) standard errors and Satterthwaite degrees of "
             "freedom, clustering by meta-analysis. Moderators were tested one at a time and jointly, model-based "
             "(QM) and cluster-robust (CR2 Wald tests with the HTZ small-sample correction); small-study "
-            "effects were tested with the standard error as a moderator. Schmidt and Oh's second-order "
-            "meta-analysis, the corrected covered area of primary-study overlap and AMSTAR 2 ratings complete the "
-            "appraisal."
+            "effects were tested with the standard error as a moderator."
         ).format(estimator=_estimator(lang, res.overall.method))
     ]
+    appraisal = [
+        *([_("Schmidt and Oh's second-order meta-analysis")] if res.second_order else []),
+        *([_("the corrected covered area of primary-study overlap")] if res.overlap is not None else []),
+        *([_("AMSTAR 2 ratings")] if res.quality is not None else []),
+    ]
+    if appraisal:
+        listed = (
+            appraisal[0] if len(appraisal) == 1 else ", ".join(appraisal[:-1]) + " " + _("and") + " " + appraisal[-1]
+        )
+        method[0] += " " + _("{parts} complete the appraisal.").format(parts=listed[0].upper() + listed[1:])
+    references = (
+        *SOMA_REFERENCES[:2],
+        *(SOMA_REFERENCES[2:3] if res.second_order else ()),
+        *(SOMA_REFERENCES[3:4] if res.overlap is not None else ()),
+        *(SOMA_REFERENCES[4:5] if res.quality is not None else ()),
+        SOMA_REFERENCES[5],
+    )
     notes = [_("Note: {note}").format(note=n) for n in res.notes]
     section = Section(
         _("Second-order meta-analysis"),
         paragraphs=[answer],
         blocks=blocks,
         method=method + notes,
-        references=SOMA_REFERENCES,
+        references=references,
     )
     return answer, section
 
@@ -263,34 +278,82 @@ def _tanh(z: float | None) -> float | None:
     return None if z is None else float(np.tanh(z))
 
 
+def term_label(term: str) -> str:
+    """A readable coefficient label: ``pandemic:ses`` -> ``pandemic × ses``."""
+    return term.replace(":", " × ")
+
+
+def recovery_answer(res: RecoveryResult, lang: Language) -> str:
+    """The headline: each DDD effect is significant, significant but smaller than the SESOI, equivalent
+    to zero, or inconclusive; where the model-based and cluster-robust (CR2) tests disagree at .05 the
+    robust test decides, and the sentence says so."""
+    _ = lang
+    c, rb = res.coefficients, res.robust
+    index = {n: i for i, n in enumerate(c.names)}
+    equivalent = {e.term for e in res.equivalence if e.equivalent}
+    groups: dict[str, list[str]] = {"significant": [], "smaller": [], "equivalent": [], "inconclusive": []}
+    robust_decided = []
+    for term in res.ddd_terms:
+        model_p, robust_p = float(c.pval[index[term]]), float(rb.pval[index[term]])
+        if (model_p < 0.05) != (robust_p < 0.05):
+            robust_decided.append(term_label(term))
+        significant = robust_p < 0.05 if (model_p < 0.05) != (robust_p < 0.05) else model_p < 0.05
+        kind = (
+            ("smaller" if term in equivalent else "significant")
+            if significant
+            else ("equivalent" if term in equivalent else "inconclusive")
+        )
+        groups[kind].append(term_label(term))
+    bound = lang.number(res.sesoi)
+    sentences = []
+    if groups["significant"]:
+        sentences.append(
+            _("School factors moderated the pandemic change in learning gains: {terms}.").format(
+                terms=", ".join(groups["significant"])
+            )
+        )
+    if groups["smaller"]:
+        sentences.append(
+            _(
+                "Significant but smaller than the smallest effect of interest (±{bound}), so practically "
+                "negligible: {terms}."
+            ).format(bound=bound, terms=", ".join(groups["smaller"]))
+        )
+    if not groups["significant"] and not groups["smaller"]:
+        sentences.append(_("No school factor significantly moderated the pandemic change in learning gains."))
+    if groups["equivalent"]:
+        sentences.append(
+            _("Equivalence to zero (bounds ±{bound}) is shown for: {terms}.").format(
+                bound=bound, terms=", ".join(groups["equivalent"])
+            )
+        )
+    if groups["inconclusive"]:
+        sentences.append(
+            _("For {terms} the data cannot tell no effect from a meaningful one.").format(
+                terms=", ".join(groups["inconclusive"])
+            )
+        )
+    if robust_decided:
+        sentences.append(
+            _(
+                "For {terms} the model-based and the cluster-robust (CR2) test disagree; the cluster-robust "
+                "test is used."
+            ).format(terms=", ".join(robust_decided))
+        )
+    return " ".join(sentences)
+
+
 def recovery_section(res: RecoveryResult, lang: Language) -> tuple[str, Section]:
     """The one-sentence answer and the section of a DDD learning-recovery model."""
     _ = lang
     c, rb = res.coefficients, res.robust
-    index = {n: i for i, n in enumerate(c.names)}
-    significant = [t for t in res.ddd_terms if c.pval[index[t]] < 0.05]
-    equivalent = [e.term for e in res.equivalence if e.equivalent]
-    if significant:
-        answer = _("School factors moderated the pandemic change in learning gains: {terms}.").format(
-            terms=", ".join(significant)
-        )
-    else:
-        answer = _("No school factor significantly moderated the pandemic change in learning gains.")
-    if equivalent:
-        answer += " " + _("Equivalence to zero (bounds ±{bound}) is shown for: {terms}.").format(
-            bound=lang.number(res.sesoi), terms=", ".join(equivalent)
-        )
-    undecided = [e.term for e in res.equivalence if not e.equivalent and c.pval[index[e.term]] >= 0.05]
-    if undecided:
-        answer += " " + _("For {terms} the data cannot tell no effect from a meaningful one.").format(
-            terms=", ".join(undecided)
-        )
+    answer = recovery_answer(res, lang)
     coefs = Table(
-        _("Fixed effects (model-based SE with Satterthwaite df; CR2 by school)"),
+        _("Fixed effects (model-based SE with Satterthwaite df; CR2 by school; DDD effects marked)"),
         [_("term"), _("estimate"), "SE", "df", "p", _("CR2 SE"), _("CR2 p")],
         [
             [
-                name + (" *" if name in res.ddd_terms else ""),
+                term_label(name) + (" (" + _("DDD effect") + ")" if name in res.ddd_terms else ""),
                 lang.number(c.estimate[i], 4),
                 lang.number(c.se[i], 4),
                 lang.number(c.df[i], 1),
@@ -313,7 +376,7 @@ def recovery_section(res: RecoveryResult, lang: Language) -> tuple[str, Section]
         [_("DDD effect"), _("estimate"), _("90% CI"), _("TOST p"), _("equivalent"), _("MDE")],
         [
             [
-                e.term,
+                term_label(e.term),
                 lang.number(e.estimate, 4),
                 lang.interval(e.ci90_lb, e.ci90_ub, 4, bounded=False),
                 lang.p_value(e.pval),
