@@ -28,3 +28,33 @@ class InputError(ValueError):
         ]
         text: str = translate(self.template)
         return text.format(*values) if values else text
+
+
+class Message:
+    """A sentence for the user (a note, a warning) as a template with positional fields and its values,
+    shown in the user's language like :class:`InputError`."""
+
+    __slots__ = ("template", "values")
+
+    def __init__(self, template: str, *values: object) -> None:
+        self.template = template
+        self.values = values
+
+    def __str__(self) -> str:
+        return self.template.format(*self.values) if self.values else self.template
+
+    def __repr__(self) -> str:
+        return f"Message({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and (self.template, self.values) == (other.template, other.values)
+
+    def __hash__(self) -> int:
+        return hash((self.template, tuple(map(str, self.values))))
+
+    def translated(self, translate: object) -> str:
+        """The sentence through ``translate`` (a gettext callable); :class:`Phrase` values are translated too."""
+        assert callable(translate)
+        values = [translate(v) if isinstance(v, Phrase) else v for v in self.values]
+        text: str = translate(self.template)
+        return text.format(*values) if values else text

@@ -1,20 +1,67 @@
 """Read a user's table by file extension, turning every failure into one clear :class:`InputError`.
 
-CSV/TSV/TXT (UTF-8), Parquet, Excel (.xlsx), SPSS (.sav) and Stata (.dta); value labels of SPSS and
-Stata files are applied, so categories arrive as their labels.
+CSV/TSV/TXT, Parquet, Excel (.xlsx), SPSS (.sav) and Stata (.dta); value labels of SPSS and Stata
+files are applied, so categories arrive as their labels. Delimited text is read as described in
+:mod:`edueffects.io.delimited` (encoding, ``;`` or ``,``, decimal commas, types checked on every row);
+Excel sheets are measured before they are read (:mod:`edueffects.io.excel`). Every format then passes
+the same checks: named and distinct columns, at least one row; rows that are empty in every column
+are skipped and counted.
+
+Engines that read files themselves (DuckDB, larger than memory) get a :class:`Source` from
+:func:`open_source` and create their view with :func:`register`: the same types, the same checks.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
-from edueffects.core.errors import InputError
+from edueffects.core.errors import InputError, Message
+from edueffects.io.delimited import NA_TOKENS, NUMBER, Layout, layout, quote, read_frame, read_typed
 
-DELIMITED = {".csv": ",", ".tsv": "\t", ".txt": None}
+if TYPE_CHECKING:
+    import duckdb
+
+DELIMITED = (".csv", ".tsv", ".txt")
 FORMATS = (".csv", ".tsv", ".txt", ".parquet", ".xlsx", ".sav", ".dta")
+DATE_TEXT = re.compile(
+    r"\d{4}-\d{1,2}-\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}"
+)
+_NA = frozenset(NA_TOKENS)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read delimited text: decimal mark (``.``/``,``), delimiter and encoding; None = detect."""
+
+    decimal: str | None = None
+    delimiter: str | None = None
+    encoding: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.decimal not in (None, ".", ","):
+            raise InputError("--decimal: give '.' or ',' (got {0})", repr(self.decimal))
+        if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in '"\r\n.0123456789'):
+            raise InputError("--delimiter: give one character such as ';' or ',' (got {0})", repr(self.delimiter))
+        if self.delimiter is not None and self.delimiter == self.decimal:
+            raise InputError("the decimal mark and the delimiter are both '{0}'", self.delimiter)
+
+
+@dataclass(frozen=True, eq=False)
+class Table:
+    """A table as read, with the notes a reader should see (detected decimal commas, skipped rows)."""
+
+    frame: pd.DataFrame
+    notes: tuple[Message, ...] = ()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -22,8 +69,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read one table; the format follows the file extension."""
+def _checked_path(path: str | Path | os.PathLike[str]) -> tuple[Path, str]:
     file = Path(path)
     if not file.exists():
         raise InputError("file '{0}' does not exist", file)
@@ -32,45 +78,381 @@ def read_table(path: str | Path) -> pd.DataFrame:
     suffix = file.suffix.lower()
     if suffix not in FORMATS:
         raise InputError("file '{0}': unsupported format '{1}' (use {2})", file, suffix or "(none)", ", ".join(FORMATS))
+    return file, suffix
+
+
+def load_table(path: str | Path | os.PathLike[str], options: ReadOptions | None = None) -> Table:
+    """Read one table (the format follows the file extension) with the notes of its reading."""
+    file, suffix = _checked_path(path)
+    opts = options or ReadOptions()
     try:
-        frame = _read(file, suffix)
+        if suffix in DELIMITED:
+            frame, notes = _read_delimited(file, opts)
+        else:
+            frame, notes = _read_other(file, suffix, opts), ()
     except InputError:
         raise
+    except MemoryError:
+        raise InputError("file '{0}' is too large to be read into memory", file) from None
     except UnicodeDecodeError as exc:
         raise InputError("file '{0}' is not UTF-8 text (byte {1}): save it as UTF-8", file, exc.start) from exc
-    except pd.errors.EmptyDataError as exc:
-        raise InputError("file '{0}' is empty", file) from exc
     except Exception as exc:  # parsers of five formats raise many types; one clear line for each
         raise InputError(
             "file '{0}' could not be read as {1}: {2}", file, suffix[1:].upper(), _first_line(exc)
         ) from exc
-    if frame.empty:
-        raise InputError("file '{0}' has a header but no rows", file)
+    frame, more = _finish(frame, file)
+    return Table(frame, (*notes, *more))
+
+
+def read_table(path: str | Path | os.PathLike[str], options: ReadOptions | None = None) -> pd.DataFrame:
+    """Read one table; the format follows the file extension."""
+    return load_table(path, options).frame
+
+
+def _read_delimited(file: Path, opts: ReadOptions) -> tuple[pd.DataFrame, tuple[Message, ...]]:
+    import duckdb
+
+    plan = layout(file, opts.encoding, opts.delimiter, opts.decimal)
+    con = duckdb.connect()
+    try:
+        result, plan = read_frame(con, plan)
+    finally:
+        con.close()
+    assert isinstance(result, pd.DataFrame)
+    frame = result
+    frame.columns = pd.Index(list(plan.names))
+    for col in range(frame.shape[1]):
+        series = frame.iloc[:, col]
+        if pd.api.types.is_integer_dtype(series.dtype) and not isinstance(series.dtype, np.dtype):
+            frame.isetitem(
+                col, series.to_numpy("float64", na_value=np.nan) if series.isna().any() else series.to_numpy("int64")
+            )
+        elif pd.api.types.is_bool_dtype(series.dtype) and not isinstance(series.dtype, np.dtype):
+            frame.isetitem(col, series.to_numpy(object) if series.isna().any() else series.to_numpy(bool))
+    return frame, plan.notes
+
+
+def _read_other(file: Path, suffix: str, opts: ReadOptions) -> pd.DataFrame:
+    if suffix == ".parquet":
+        frame = pd.read_parquet(file)
+    elif suffix == ".xlsx":
+        from edueffects.io.excel import check_workbook
+
+        check_workbook(file)
+        raw = pd.read_excel(file, engine="openpyxl", header=None, dtype=object)
+        if raw.empty:
+            raise InputError("file '{0}' is empty", file)
+        frame = raw.iloc[1:].reset_index(drop=True)
+        frame.columns = pd.Index([_header_name(v) for v in raw.iloc[0]])
+    else:
+        import pyreadstat
+
+        reader = pyreadstat.read_sav if suffix == ".sav" else pyreadstat.read_dta
+        frame, _ = reader(str(file), apply_value_formats=True)
+        for col in frame.columns:  # labelled numeric codes become categories: keep them as plain labels
+            if isinstance(frame[col].dtype, pd.CategoricalDtype):
+                frame[col] = frame[col].astype(object)
+    frame = pd.DataFrame(frame)
+    for i in range(frame.shape[1]):
+        series = frame.iloc[:, i]
+        if series.dtype == object:
+            frame.isetitem(i, _typed_objects(series, opts.decimal or ".").to_numpy())
     return frame
 
 
-def _read(file: Path, suffix: str) -> pd.DataFrame:
-    if suffix in DELIMITED:
-        sep = DELIMITED[suffix]
-        return pd.read_csv(file, sep=sep, engine="python" if sep is None else "c", encoding="utf-8")
-    if suffix == ".parquet":
-        return pd.read_parquet(file)
-    if suffix == ".xlsx":
-        return pd.read_excel(file, engine="openpyxl")
-    import pyreadstat
-
-    reader = pyreadstat.read_sav if suffix == ".sav" else pyreadstat.read_dta
-    frame, _ = reader(str(file), apply_value_formats=True)
-    for col in frame.columns:  # labelled numeric codes become categories: keep them as plain labels
-        if isinstance(frame[col].dtype, pd.CategoricalDtype):
-            frame[col] = frame[col].astype(object)
-    return pd.DataFrame(frame)
+def _header_name(value: object) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
-def checksum(path: str | Path) -> str:
+def _typed_objects(series: pd.Series, decimal: str) -> pd.Series:
+    """A column of mixed cells (Excel): missing markers become missing; numbers stored as text become
+    numbers when every cell of the column is a number; otherwise the column is left as it is."""
+    values = series.map(lambda v: np.nan if isinstance(v, str) and v.strip() in _NA else v)
+    present = values.dropna()
+    if present.empty:
+        return values.astype("float64")
+
+    def number(v: object) -> bool:
+        if isinstance(v, bool):
+            return False
+        if isinstance(v, int | float | np.integer | np.floating):
+            return True
+        return isinstance(v, str) and NUMBER[decimal].fullmatch(v.strip()) is not None
+
+    if all(number(v) for v in present):
+        return values.map(lambda v: float(v.strip().replace(",", ".")) if isinstance(v, str) else v).astype("float64")
+    return values.infer_objects()
+
+
+def _finish(frame: pd.DataFrame, file: Path) -> tuple[pd.DataFrame, tuple[Message, ...]]:
+    """The checks every table gets, whatever its format."""
+    notes: list[Message] = []
+    names = [str(c).strip() for c in frame.columns]
+    keep: list[int] = []
+    unnamed = 0
+    for i, name in enumerate(names):
+        if name:
+            keep.append(i)
+        elif frame.iloc[:, i].isna().all():
+            unnamed += 1
+        else:
+            raise InputError("file '{0}': column {1} has values but no name in the header", file, i + 1)
+    frame = frame.iloc[:, keep].copy()
+    frame.columns = pd.Index([names[i] for i in keep])
+    if unnamed:
+        notes.append(Message("file '{0}': {1} empty column(s) without a name ignored", file, unnamed))
+    duplicated = frame.columns[frame.columns.duplicated()]
+    if len(duplicated):
+        raise InputError("file '{0}': column name '{1}' appears twice; rename one", file, duplicated[0])
+    if frame.shape[1] == 0:
+        raise InputError("file '{0}' is empty", file)
+    if frame.empty:
+        raise InputError("file '{0}' has a header but no rows", file)
+    empty = frame.isna().all(axis=1).to_numpy()
+    if empty.any():
+        frame = frame.loc[~empty].reset_index(drop=True)
+        notes.append(Message("file '{0}': {1} empty row(s) skipped", file, int(empty.sum())))
+        if frame.empty:
+            raise InputError("file '{0}' has a header but no rows", file)
+    return frame, tuple(notes)
+
+
+def missing_counts(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, int]:
+    """Missing values per column (columns absent from the table are left out)."""
+    return {c: int(frame[c].isna().sum()) for c in dict.fromkeys(columns) if c in frame.columns}
+
+
+def _drop_rows(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, dict[str, int], int]:
+    """The rows without a missing value in ``columns``, the missing values per column, rows dropped."""
+    cols = [c for c in dict.fromkeys(columns) if c in frame.columns]
+    counts = missing_counts(frame, cols)
+    mask = frame[cols].isna().any(axis=1).to_numpy() if cols else np.zeros(len(frame), dtype=bool)
+    return frame.loc[~mask].reset_index(drop=True), counts, int(mask.sum())
+
+
+drop_missing = _drop_rows
+
+
+def holds_dates(series: pd.Series) -> bool:
+    """Whether a column holds dates (an Excel date format, SPSS dates, or date text such as 01.03.2020)."""
+    if pd.api.types.is_datetime64_any_dtype(series.dtype) or isinstance(series.dtype, pd.PeriodDtype):
+        return True
+    if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+        return False
+    present = series.dropna()
+    if present.empty:
+        return False
+    if all(isinstance(v, dt.date | dt.time) for v in present):
+        return True
+    return bool(present.astype(str).str.strip().str.fullmatch(DATE_TEXT).all())
+
+
+def checksum(path: str | Path | os.PathLike[str]) -> str:
     """SHA-256 of a file, for the report's record of its inputs."""
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# ---- sources for DuckDB-based engines -------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Source(os.PathLike[str]):
+    """A table file for an engine that reads through DuckDB, checked and counted once.
+
+    UTF-8 delimited text and Parquet stay on disk (read lazily, larger than memory); other formats
+    are held as a DataFrame. ``drop_missing`` names the columns whose missing values drop a row;
+    ``missing`` counts them per column and ``rows_dropped`` the rows dropped."""
+
+    path: Path
+    plan: Layout | None = None
+    frame: pd.DataFrame | None = None
+    notes: tuple[Message, ...] = ()
+    rows: int = 0
+    drop_missing: tuple[str, ...] = ()
+    missing: dict[str, int] = field(default_factory=dict)
+    rows_dropped: int = 0
+    columns: tuple[str, ...] = ()
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def summary(self) -> dict[str, object]:
+        """What reading found, for a JSON result."""
+        return {
+            "file": str(self.path),
+            "rows": self.rows,
+            "rows_dropped": self.rows_dropped,
+            "missing": dict(self.missing),
+            "notes": [str(n) for n in self.notes],
+        }
+
+
+def _duck_error(file: Path, exc: BaseException) -> InputError:
+    return InputError("file '{0}' could not be read: {1}", file, _first_line(exc))
+
+
+def open_source(
+    path: str | Path | os.PathLike[str], options: ReadOptions | None = None, drop_missing: Sequence[str] = ()
+) -> Source:
+    """Check a table file once for :func:`register`: types from every row, missing values counted."""
+    if isinstance(path, Source):
+        return path
+    file, suffix = _checked_path(path)
+    opts = options or ReadOptions()
+    drop = tuple(dict.fromkeys(drop_missing))
+    if suffix in DELIMITED:
+        plan = layout(file, opts.encoding, opts.delimiter, opts.decimal)
+        if plan.utf8:
+            return _csv_source(plan, drop)
+    if suffix == ".parquet":
+        return _parquet_source(file, drop)
+    table = load_table(file, opts)
+    frame, counts, dropped = _drop_rows(table.frame, drop)
+    return Source(
+        path=file,
+        frame=frame,
+        notes=table.notes,
+        rows=len(table.frame),
+        drop_missing=drop,
+        missing=counts,
+        rows_dropped=dropped,
+        columns=tuple(table.frame.columns),
+    )
+
+
+def _csv_source(plan: Layout, drop: tuple[str, ...]) -> Source:
+    import duckdb
+
+    index = {name: i for i, name in enumerate(plan.names) if name}
+    dropped = [index[c] for c in drop if c in index]
+    n = len(plan.names)
+
+    def scan(p: Layout) -> tuple[int, ...]:
+        empty = p.empty_sql()
+        any_missing = " OR ".join(f"({p.expr(i)}) IS NULL" for i in dropped) or "false"
+        parts = [
+            f"count(*) FILTER (WHERE NOT ({empty}))",
+            f"count(*) FILTER (WHERE {empty})",
+            *(f"count({p.expr(i)})" for i in range(n)),
+            *(f"count(*) FILTER (WHERE NOT ({empty}) AND ({p.expr(i)}) IS NULL)" for i in dropped),
+            f"count(*) FILTER (WHERE NOT ({empty}) AND ({any_missing}))",
+        ]
+        con = duckdb.connect()
+        try:
+            row = con.execute(f"SELECT {', '.join(parts)} FROM {p.source_sql()}").fetchone()
+        finally:
+            con.close()
+        assert row is not None
+        return tuple(int(v) for v in row)
+
+    counts, plan = read_typed(plan, scan)
+    rows, empty_rows = counts[0], counts[1]
+    filled = counts[2 : 2 + n]
+    for i, name in enumerate(plan.names):
+        if not name and filled[i]:
+            raise InputError("file '{0}': column {1} has values but no name in the header", plan.file, i + 1)
+    if rows == 0:
+        raise InputError("file '{0}' has a header but no rows", plan.file)
+    notes = list(plan.notes)
+    if empty_rows:
+        notes.append(Message("file '{0}': {1} empty row(s) skipped", plan.file, empty_rows))
+    missing = {plan.names[i]: counts[2 + n + j] for j, i in enumerate(dropped)}
+    return Source(
+        path=plan.file,
+        plan=plan,
+        notes=tuple(notes),
+        rows=rows,
+        drop_missing=drop,
+        missing=missing,
+        rows_dropped=counts[-1],
+        columns=tuple(name for name in plan.names if name),
+    )
+
+
+def _parquet_source(file: Path, drop: tuple[str, ...]) -> Source:
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        source = f"read_parquet({_sql_text(str(file))})"
+        names = [str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+        present = [c for c in drop if c in names]
+        any_missing = " OR ".join(f"{quote(c)} IS NULL" for c in present) or "false"
+        parts = ["count(*)", *(f"count(*) FILTER (WHERE {quote(c)} IS NULL)" for c in present)]
+        row = con.execute(f"SELECT {', '.join(parts)}, count(*) FILTER (WHERE {any_missing}) FROM {source}").fetchone()
+    except duckdb.Error as exc:
+        raise _duck_error(file, exc) from None
+    finally:
+        con.close()
+    assert row is not None
+    if len(set(names)) != len(names):
+        raise InputError("file '{0}': column name '{1}' appears twice; rename one", file,
+                         next(n for n in names if names.count(n) > 1))  # fmt: skip
+    if int(row[0]) == 0:
+        raise InputError("file '{0}' has a header but no rows", file)
+    return Source(
+        path=file,
+        rows=int(row[0]),
+        drop_missing=drop,
+        missing={c: int(v) for c, v in zip(present, row[1:-1], strict=True)},
+        rows_dropped=int(row[-1]),
+        columns=tuple(names),
+    )
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def register(con: duckdb.DuckDBPyConnection, name: str, data: str | Path | os.PathLike[str]) -> Source:
+    """Create the temporary view ``name`` of a table file (or :class:`Source`) in ``con``."""
+    import duckdb
+
+    source = data if isinstance(data, Source) else open_source(data)
+    try:
+        if source.plan is not None:
+            plan = source.plan
+            index = {c: i for i, c in enumerate(plan.names) if c}
+            conditions = [f"NOT ({plan.empty_sql()})"]
+            conditions += [f"({plan.expr(index[c])}) IS NOT NULL" for c in source.drop_missing if c in index]
+            con.execute(
+                f"CREATE TEMP VIEW {quote(name)} AS {plan.select_sql(where=' AND '.join(conditions), named_only=True)}"
+            )
+        elif source.frame is not None:
+            con.register(f"{name}_frame", source.frame)
+            con.execute(f"CREATE TEMP VIEW {quote(name)} AS SELECT * FROM {quote(name + '_frame')}")
+        else:
+            present = [c for c in source.drop_missing if c in source.columns]
+            where = " AND ".join(f"{quote(c)} IS NOT NULL" for c in present)
+            con.execute(
+                f"CREATE TEMP VIEW {quote(name)} AS SELECT * FROM read_parquet({_sql_text(str(source.path))})"
+                + (f" WHERE {where}" if where else "")
+            )
+    except duckdb.Error as exc:
+        raise _duck_error(source.path, exc) from None
+    return source
+
+
+__all__ = [
+    "DELIMITED",
+    "FORMATS",
+    "ReadOptions",
+    "Source",
+    "Table",
+    "checksum",
+    "drop_missing",
+    "holds_dates",
+    "load_table",
+    "missing_counts",
+    "open_source",
+    "read_table",
+    "register",
+]

@@ -121,25 +121,16 @@ def _connect_all(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
         con.register("src_frame", data)
         con.execute("CREATE TEMP VIEW src_all AS SELECT * FROM src_frame")
         return con
-    path = Path(data)
-    if not path.exists():
-        raise InputError("file '{0}' does not exist", path)
-    literal = "'" + str(path).replace("'", "''") + "'"
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".csv", ".tsv", ".txt"):
-            con.execute(f"CREATE TEMP VIEW src_all AS SELECT * FROM read_csv_auto({literal}, header = true)")
-        elif suffix == ".parquet":
-            con.execute(f"CREATE TEMP VIEW src_all AS SELECT * FROM read_parquet({literal})")
-        else:
-            from edueffects.io import read_table
+    from edueffects.io import register
 
-            con.register("src_frame", read_table(path))  # Excel, SPSS, Stata: read whole, value labels applied
-            con.execute("CREATE TEMP VIEW src_all AS SELECT * FROM src_frame")
+    # the shared input layer: types checked on every row, ';' and decimal commas, encodings, value
+    # labels; an edueffects.io.Source carries the reading options and the rows to drop
+    register(con, "src_all", data)
+    try:
         con.execute("SELECT * FROM src_all LIMIT 1").fetchall()
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
-        raise InputError("file '{0}' could not be read: {1}", path, first) from exc
+        raise InputError("file '{0}' could not be read: {1}", data, first) from exc
     return con
 
 
