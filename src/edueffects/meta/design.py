@@ -23,6 +23,10 @@ from edueffects.core.errors import InputError
 from edueffects.core.jet import Array
 
 MissingPolicy = Literal["error", "drop"]
+# effects and sampling variances this program can compute with meaningfully (beyond them squares,
+# weights and likelihoods overflow or lose every digit)
+EFFECT_LIMIT = 1e8
+VARIANCE_RANGE = (1e-12, 1e16)
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,7 +263,24 @@ def _formula_columns(formula: str, columns: Sequence[object]) -> list[str]:
     names = {str(c) for c in columns}
     quoted = {q.strip("`") for q in re.findall(r"`[^`]*`", formula)}
     bare = set(_IDENTIFIER.findall(_QUOTED.sub(" ", formula)))
-    return sorted(required | ((quoted | bare) & names))
+    # formulaic cuts a quoted name at a dot (`a.b=1` -> 'a'): such fragments are not columns
+    required = {r for r in required if r in names or not any(q != r and q.startswith(r) for q in quoted)}
+    return sorted(required | quoted | (bare & names))
+
+
+def used_columns(
+    data: pd.DataFrame,
+    yi: str,
+    vi: str,
+    cluster: str | None,
+    within: str | None,
+    mods: str | Sequence[str] | None,
+    categorical: Sequence[str],
+) -> list[str]:
+    """The columns a model uses (effects, variances, clusters, moderators): where missing values count."""
+    formula, _ = moderator_formula(mods, categorical)
+    extra = _formula_columns(formula, list(data.columns))
+    return list(dict.fromkeys([yi, vi, *([cluster] if cluster else []), *([within] if within else []), *extra]))
 
 
 def moderator_matrix(data: pd.DataFrame, formula: str, categorical: Sequence[str]) -> tuple[Array, ModelTerms]:
@@ -271,8 +292,14 @@ def moderator_matrix(data: pd.DataFrame, formula: str, categorical: Sequence[str
     parsed = Formula(formula)
     _require_columns(data, required)
     used = data[required]
+    from edueffects.io import holds_dates
+
     for col in required:
         series = used[col]
+        if holds_dates(series):
+            raise InputError(
+                "moderator '{0}' holds dates (an Excel date format?): convert it to a number such as the year", col
+            )
         if col in categorical or not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
             levels = series.unique()
             if len(levels) < 2:
@@ -353,6 +380,16 @@ def prepare(
             raise InputError(
                 "column '{0}' row {1}: value {2} is not finite", name, int(rows[bad[0]]) + 1, values[bad[0]]
             )
+    large = np.flatnonzero(np.abs(y) > EFFECT_LIMIT)
+    if large.size:
+        r = int(large[0])
+        raise InputError(
+            "column '{0}' row {1}: effect {2:g} lies outside the range this program can compute with (|{0}| <= {3:g})",
+            yi,
+            int(rows[r]) + 1,
+            y[r],
+            EFFECT_LIMIT,
+        )
     nonpositive = np.flatnonzero(v <= 0)
     if nonpositive.size:
         r = int(nonpositive[0])
@@ -363,6 +400,19 @@ def prepare(
             v[r],
             nonpositive.size,
             _row_list(rows[nonpositive]),
+        )
+    low, high = VARIANCE_RANGE
+    unusable = np.flatnonzero((v < low) | (v > high))
+    if unusable.size:
+        r = int(unusable[0])
+        raise InputError(
+            "column '{0}' row {1}: sampling variance {2:g} lies outside the range this program can compute with "
+            "[{3:g}, {4:g}]",
+            vi,
+            int(rows[r]) + 1,
+            v[r],
+            low,
+            high,
         )
     x, terms = moderator_matrix(frame, formula, categorical)
     k, p = x.shape

@@ -15,14 +15,85 @@ import pandas as pd
 from edueffects.core.distributions import t_sf
 from edueffects.core.errors import InputError
 from edueffects.core.inference import critical_value
+from edueffects.io import holds_dates
 from edueffects.meta import MetaResult, meta
 from edueffects.soma.overlap import overlap
 from edueffects.soma.quality import appraise
 from edueffects.soma.result import ClusterEstimate, ModeratorTest, SomaResult
-from edueffects.soma.schema import Measure, SomaColumns, prepare_effects
+from edueffects.soma.schema import MEASURES, Measure, SomaColumns, incomplete_rows, prepare_effects
 from edueffects.soma.schmidt_oh import SecondOrder, schmidt_oh
 
 FitMethod = Literal["REML", "ML"]
+MissingPolicy = Literal["error", "drop"]
+DEFAULT_MODERATORS = ("school_level", "valence", "year", "informant")
+
+
+def _names(value: object, what: str) -> list[str] | None:
+    """A list of names from the API or a study file (not a bare string, only strings)."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise InputError("{0} must be a list of names (got {1})", what, repr(value))
+    return list(value)
+
+
+def _check_options(
+    measure: object, method: object, columns: object, var_r: object, study_column: object, missing: object
+) -> None:
+    if measure not in MEASURES:
+        raise InputError("measure '{0}' is not one of r, z, d", measure)
+    if method not in ("REML", "ML"):
+        raise InputError("method '{0}' is not REML or ML", method)
+    if columns is not None and not isinstance(columns, SomaColumns):
+        raise InputError("columns must be a SomaColumns (got {0})", type(columns).__name__)
+    if var_r is not None and not isinstance(var_r, str):
+        raise InputError("var_r must be a column name or None (got {0})", repr(var_r))
+    if not isinstance(study_column, str):
+        raise InputError("study_column must be a column name (got {0})", repr(study_column))
+    if missing not in ("error", "drop"):
+        raise InputError("missing must be 'error' or 'drop' (got {0})", repr(missing))
+
+
+def _check_tables(
+    frame: pd.DataFrame,
+    cols: SomaColumns,
+    studies: pd.DataFrame | None,
+    quality: pd.DataFrame | None,
+    study_column: str,
+) -> None:
+    """The studies and AMSTAR tables name exactly the meta-analyses of the effect-size table."""
+    known = set(frame[cols.meta_analysis])
+    if quality is not None:
+        rated = set(quality[cols.meta_analysis])
+        unknown = rated - known
+        if unknown:
+            raise InputError(
+                "AMSTAR table: meta-analysis {0} is not in the effect-size table", repr(sorted(map(str, unknown))[0])
+            )
+        unrated = known - rated
+        if unrated:
+            raise InputError(
+                "AMSTAR table: meta-analysis {0} of the effect-size table is not rated "
+                "(rate every meta-analysis, or leave the AMSTAR table out)",
+                repr(sorted(map(str, unrated))[0]),
+            )
+    if studies is not None:
+        for col in (cols.meta_analysis, study_column):
+            if col not in studies.columns:
+                raise InputError("studies table: column '{0}' not found", col)
+        listed = set(studies[cols.meta_analysis].dropna())
+        unknown = listed - known
+        if unknown:
+            raise InputError(
+                "studies table: meta-analysis {0} is not in the effect-size table", repr(sorted(map(str, unknown))[0])
+            )
+        absent = known - listed
+        if absent:
+            raise InputError(
+                "studies table: meta-analysis {0} of the effect-size table has no primary studies listed "
+                "(list them, or leave the studies table out)",
+                repr(sorted(map(str, absent))[0]),
+            )
 
 
 def _fit(frame: pd.DataFrame, cols: SomaColumns, method: FitMethod, **kwargs: object) -> MetaResult:
@@ -86,7 +157,7 @@ def soma(
     data: pd.DataFrame,
     measure: Measure = "r",
     columns: SomaColumns | None = None,
-    moderators: Sequence[str] = ("school_level", "valence", "year", "informant"),
+    moderators: Sequence[str] | None = None,
     studies: pd.DataFrame | None = None,
     amstar: pd.DataFrame | None = None,
     study_column: str = "study",
@@ -94,6 +165,7 @@ def soma(
     var_r: str | None = "var_r",
     method: FitMethod = "REML",
     synthetic: bool = False,
+    missing: MissingPolicy = "error",
 ) -> SomaResult:
     """Run every analysis of a second-order meta-analysis on one table of meta-analytic effects.
 
@@ -101,9 +173,48 @@ def soma(
     ``studies`` lists the primary studies of each meta-analysis (overlap); ``amstar`` holds the
     16 AMSTAR 2 items per meta-analysis (quality). ``var_r`` names the observed variance of r within
     each meta-analysis, needed for Schmidt & Oh's analysis (skipped when absent).
+    ``moderators=None`` tests those of school_level, valence, year and informant that the table has;
+    named moderators must be columns. ``missing="drop"`` drops rows without a meta-analysis, effect,
+    outcome cluster or any uncertainty (counted per column in ``missing``) instead of refusing them.
     """
+    _check_options(measure, method, columns, var_r, study_column, missing)
+    named = _names(moderators, "moderators")
+    outcome_clusters = _names(outcome_clusters, "outcome clusters")
     cols = columns or SomaColumns()
-    frame = prepare_effects(data, cols, measure, outcome_clusters)
+    if not isinstance(data, pd.DataFrame):
+        raise InputError("data must be a pandas DataFrame (got {0})", type(data).__name__)
+    rows = np.arange(1, len(data) + 1)
+    missing_counts: dict[str, int] = {}
+    rows_dropped = 0
+    if missing == "drop":
+        incomplete, missing_counts = incomplete_rows(data, cols)
+        rows_dropped = int(incomplete.sum())
+        data, rows = data.loc[~incomplete], rows[~incomplete]
+        if data.empty:
+            raise InputError("every row of the effect-size table misses a value: nothing is left to analyse")
+    frame = prepare_effects(data, cols, measure, outcome_clusters, rows=rows)
+    n_meta = int(frame[cols.meta_analysis].nunique())
+    if n_meta < 2:
+        raise InputError(
+            "the effect-size table holds effects of {0} meta-analysis: a second-order meta-analysis (and its "
+            "cluster-robust inference) needs at least two",
+            n_meta,
+        )
+    if named is not None:
+        named = [m for m in named if not (m == "quality" and amstar is not None)]  # added with the AMSTAR table
+        for mod in named:
+            if mod not in frame.columns or mod in ("z", "vz", "sez", "r", "variance_rule", "recoded", "es_id"):
+                columns_list = ", ".join(str(c) for c in data.columns)
+                raise InputError("moderator '{0}' is not a column of the effect-size table (available: {1})", mod,
+                                 columns_list)  # fmt: skip
+    chosen = named if named is not None else [m for m in DEFAULT_MODERATORS if m in frame.columns]
+    for mod in chosen:
+        if holds_dates(frame[mod]):
+            raise InputError(
+                "moderator '{0}' holds dates (an Excel date format?): convert it to a number such as the year", mod
+            )
+    quality = appraise(amstar, cols.meta_analysis) if amstar is not None else None
+    _check_tables(frame, cols, studies, quality, study_column)
     synthetic = synthetic or bool("synthetic" in frame.columns and frame["synthetic"].astype(bool).all())
     notes: list[str] = []
     rules = frame.variance_rule.value_counts()
@@ -116,23 +227,13 @@ def soma(
     cluster_test = None
     if frame[cols.cluster].nunique() > 1:
         cluster_test = _moderator_test("outcome cluster", frame, cols, [cols.cluster], method)
-    quality = None
-    if amstar is not None:
-        quality = appraise(amstar, cols.meta_analysis)
-        unknown = set(quality[cols.meta_analysis]) - set(frame[cols.meta_analysis])
-        if unknown:
-            raise InputError(
-                "AMSTAR table: meta-analysis {0} is not in the effect-size table", repr(sorted(unknown)[0])
-            )
+    if quality is not None:
         frame = frame.merge(
             quality[[cols.meta_analysis, "criteria_met"]].rename(columns={"criteria_met": "quality"}),
             on=cols.meta_analysis,
             how="left",
         )
-    available = [m for m in moderators if m in frame.columns]
-    skipped = [m for m in moderators if m not in frame.columns]
-    if skipped:
-        notes.append(f"moderator column(s) not in the data, skipped: {', '.join(skipped)}")
+    available = list(dict.fromkeys(chosen))
     if quality is not None:
         available.append("quality")
     tests = []
@@ -190,4 +291,6 @@ def soma(
         year_quality=year_quality,
         notes=tuple(notes),
         synthetic=synthetic,
+        missing=missing_counts,
+        rows_dropped=rows_dropped,
     )

@@ -133,6 +133,8 @@ class SomaResult(ResultDisplay):
     notes: tuple[str, ...]
     synthetic: bool = False
     profiles: dict[str, pd.DataFrame] = field(default_factory=dict)
+    missing: dict[str, int] = field(default_factory=dict)  # missing values per column (rows dropped on request)
+    rows_dropped: int = 0
 
     ANALYSES = ("overall", "clusters", "moderators", "egger", "schmidt_oh", "overlap", "amstar", "effects")
 
@@ -203,6 +205,8 @@ class SomaResult(ResultDisplay):
                 else None
             ),
             "notes": list(self.notes),
+            "rows_dropped": self.rows_dropped,
+            "missing": dict(self.missing),
         }
         return out
 
