@@ -165,7 +165,7 @@ def test_recovery_plots_and_power(tmp_path: Path, capsys: pytest.CaptureFixture[
         main([*args, "--moderators", "ses", "lost_days", "--pre", "score5", "--post", "score8", "--plots", str(plots)])
         == 0
     )
-    names = sorted(p.name for p in plots.iterdir())
+    names = sorted(p.name for p in plots.iterdir() if not p.name.startswith("."))
     assert names == sorted(
         f"{stem}.{ext}"
         for stem in ("ddd_effects", "gain_by_ses_tercile", "gain_by_lost_days_tercile")

@@ -5,13 +5,27 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edueffects import __version__
-from edueffects.core.errors import InputError
+from edueffects.cli_support import (
+    Parser,
+    argparse_language,
+    check_outputs,
+    guarded,
+    language,
+    missing_note,
+    notes_lines,
+    number,
+    prescan_language,
+    read_options,
+    reading_parent,
+    translated,
+    whole,
+)
+from edueffects.core.errors import InputError, Message
 from edueffects.io.json_output import dumps
 from edueffects.options import (
     DEFAULT_LEVEL,
@@ -29,30 +43,30 @@ from edueffects.options import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from edueffects.io import Source
+
 
 def write_json(payload: dict[str, object], target: str) -> None:
     """Write JSON to stdout (``-``) or atomically to a file (never a partial file)."""
+    from edueffects.io.outputs import check_output_file, write_file
+
     text = dumps(payload)
     if target == "-":
         sys.stdout.write(text + "\n")
         return
-    path = Path(target)
-    if not path.parent.exists():
-        raise InputError("--json: folder '{0}' does not exist", path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".edueffects-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text + "\n")
-    os.replace(tmp, path)
+    write_file(check_output_file(target, (), "--json"), text + "\n")
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edueffects", description="Evidence synthesis for education research.")
+    parser = Parser(prog="edueffects", description="Evidence synthesis for education research.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     parser.add_argument("--version", action="version", version=f"edueffects {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--lang", choices=["en", "nl", "de"], help="language of messages (en, nl, de)")
 
-    m = sub.add_parser("meta", parents=[common], help="fit a meta-analytic model to a table of effect sizes")
+    reading = reading_parent()
+    m = sub.add_parser("meta", parents=[common, reading], help="fit a meta-analytic model to a table of effect sizes")
     m.add_argument("file", help="CSV/TSV file with one row per effect size")
     m.add_argument("--yi", required=True, help="column of effect sizes")
     m.add_argument("--vi", required=True, help="column of sampling variances")
@@ -89,7 +103,6 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--robust-test", choices=ROBUST_TESTS, default=DEFAULT_ROBUST_TEST, help="cluster-robust Wald test of each term"
     )
-    m.add_argument("--drop-missing", action="store_true", help="drop rows with missing values (and report how many)")
     m.add_argument("--no-variance-ci", action="store_true", help="skip confidence intervals of variance components")
     m.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
     m.add_argument("--quiet", action="store_true", help="no progress display")
@@ -113,7 +126,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser(
         "recovery",
-        parents=[common],
+        parents=[common, reading],
         help="DDD model of learning recovery on a student table (CSV or Parquet) or on released cells",
         epilog="edueffects recovery aggregate FILE ... --out cells.parquet: per-cell statistics that identify "
         "no student, to release and fit with --cells (edueffects recovery aggregate -h)",
@@ -134,33 +147,44 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--score", nargs="+", help="with --long on a long table: the score column(s)")
     r.add_argument("--domain", help="column of domains (e.g. reading, maths): one model per domain")
     r.add_argument("--method", default="REML", choices=["REML", "ML"])
-    r.add_argument("--sesoi", type=float, default=0.05, help="smallest effect size of interest for TOST (default 0.05)")
+    r.add_argument(
+        "--sesoi", type=number(0.0), default=0.05, help="smallest effect size of interest for TOST (default 0.05)"
+    )
     r.add_argument("--standardize", action="store_true", help="standardise moderators across schools")
     r.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
     r.add_argument("--plots", metavar="DIR", help="write figures (SVG and PNG) into DIR")
-    r.add_argument("--mdes-sims", type=int, default=0, metavar="N", help="check each MDE by N simulations (gain model)")
+    r.add_argument(
+        "--mdes-sims", type=whole(0), default=0, metavar="N", help="check each MDE by N simulations (gain model)"
+    )
     r.add_argument("--quiet", action="store_true", help="no progress display")
 
     pw = sub.add_parser("power", help="simulation-based power analysis")
     pw_sub = pw.add_subparsers(dest="what", required=True)
     pr = pw_sub.add_parser("recovery", parents=[common], help="power of the DDD effects on simulated states")
     pr.add_argument("--moderator", default="ses", choices=["ses", "nongerman", "lost_days"])
-    pr.add_argument("--effects", nargs="+", type=float, default=[0.0, 0.01, 0.02, 0.03], metavar="EFFECT")
-    pr.add_argument("--reps", type=int, default=100)
-    pr.add_argument("--schools", type=int, default=1100)
-    pr.add_argument("--students-per-school", type=float, default=65.0)
-    pr.add_argument("--alpha", type=float, default=0.05)
-    pr.add_argument("--seed", type=int, default=1)
-    pr.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    pr.add_argument("--effects", nargs="+", type=number(), default=[0.0, 0.01, 0.02, 0.03], metavar="EFFECT")
+    pr.add_argument("--reps", type=whole(1), default=100)
+    pr.add_argument("--schools", type=whole(2), default=1100)
+    pr.add_argument("--students-per-school", type=number(0.0), default=65.0)
+    pr.add_argument("--alpha", type=number(0.0, 1.0), default=0.05)
+    pr.add_argument("--seed", type=whole(0), default=1)
+    pr.add_argument("--workers", type=whole(1), default=None, help="processes (default: all cores)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
 
-    so = sub.add_parser("soma", parents=[common], help="second-order meta-analysis of meta-analytic effect sizes")
+    so = sub.add_parser(
+        "soma", parents=[common, reading], help="second-order meta-analysis of meta-analytic effect sizes"
+    )
     so.add_argument("file", nargs="?", help="effect-size table (CSV): one row per meta-analytic effect size")
     so.add_argument("--studies", help="table of meta_analysis x study (primary studies included): overlap")
     so.add_argument("--amstar", help="table of AMSTAR 2 ratings (meta_analysis, item1 ... item16)")
     so.add_argument("--measure", default="r", choices=["r", "z", "d"], help="scale of the 'effect' column")
-    so.add_argument("--moderators", nargs="+", default=["school_level", "valence", "year", "informant"], metavar="COL")
+    so.add_argument(
+        "--moderators",
+        nargs="+",
+        metavar="COL",
+        help="moderator columns (default: those of school_level, valence, year, informant that the table has)",
+    )
     so.add_argument("--clusters", nargs="+", metavar="LABEL", help="the allowed outcome-cluster labels")
     so.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
     so.add_argument("--plots", metavar="DIR", help="write forest, orchard, funnel and profile plots (SVG, PNG)")
@@ -171,25 +195,25 @@ def _build_parser() -> argparse.ArgumentParser:
     sim_sub = sim.add_subparsers(dest="what", required=True)
     sr = sim_sub.add_parser("recovery", parents=[common], help="a simulated state: grade 5 -> 8, three cohorts")
     sr.add_argument("--out", required=True, help="output file (.csv or .parquet)")
-    sr.add_argument("--schools", type=int, default=1100)
-    sr.add_argument("--students-per-school", type=float, default=65.0)
-    sr.add_argument("--seed", type=int, default=1)
-    sr.add_argument("--ddd-ses", type=float, default=0.0)
-    sr.add_argument("--ddd-nongerman", type=float, default=0.0)
-    sr.add_argument("--ddd-lost-days", type=float, default=0.0)
+    sr.add_argument("--schools", type=whole(2), default=1100)
+    sr.add_argument("--students-per-school", type=number(0.0), default=65.0)
+    sr.add_argument("--seed", type=whole(0), default=1)
+    sr.add_argument("--ddd-ses", type=number(), default=0.0)
+    sr.add_argument("--ddd-nongerman", type=number(), default=0.0)
+    sr.add_argument("--ddd-lost-days", type=number(), default=0.0)
     sr.add_argument("--long", action="store_true", help="one row per student and occasion")
     ss = sim_sub.add_parser(
         "soma", parents=[common], help="a simulated SOMA shaped like the TSR review (three CSV files)"
     )
     ss.add_argument("--out", required=True, help="effects CSV; the studies and AMSTAR tables go beside it")
-    ss.add_argument("--seed", type=int, default=2025)
+    ss.add_argument("--seed", type=whole(0), default=2025)
 
     d = sub.add_parser("demo", help="the main job: a report of the embedded example analyses")
     d.add_argument("--out", default="edueffects-demo", help="report folder (default ./edueffects-demo/)")
     d.add_argument("--lang", default="en", choices=["en", "nl", "de"], help="report and message language")
     d.add_argument("--quiet", action="store_true", help="no progress display")
 
-    rp = sub.add_parser("report", help="run a study file (TOML) and write its report")
+    rp = sub.add_parser("report", parents=[reading], help="run a study file (TOML) and write its report")
     rp.add_argument("study", help="study file (see examples/study.toml)")
     rp.add_argument("--out", help="report folder (default: beside the study file, named after it)")
     rp.add_argument("--lang", choices=["en", "nl", "de"], help="report language (default: the study file's)")
@@ -239,11 +263,17 @@ def _new_moderators(values: list[str]) -> dict[str, list[object]]:
 
 
 def _run_meta(args: argparse.Namespace) -> int:
-    from edueffects.io import read_table
+    from edueffects.io import load_table, missing_counts
     from edueffects.meta import meta
+    from edueffects.meta.design import used_columns
     from edueffects.progress import progress_reporter
 
-    data = read_table(args.file)
+    check_outputs([args.file], args.json)
+    table = load_table(args.file, read_options(args))
+    data = table.frame
+    mods = _moderators(args.mods)
+    missing = missing_counts(data, used_columns(data, args.yi, args.vi, args.cluster, args.within, mods,
+                                                args.categorical)) if args.drop_missing else {}  # fmt: skip
     step, stop = progress_reporter(args.quiet)
     step("fitting (with profile-likelihood intervals of the variance components)")
     try:
@@ -254,7 +284,7 @@ def _run_meta(args: argparse.Namespace) -> int:
             cluster=args.cluster,
             within=args.within,
             method=args.method,
-            mods=_moderators(args.mods),
+            mods=mods,
             categorical=args.categorical,
             test=args.test,
             level=args.level,
@@ -267,12 +297,14 @@ def _run_meta(args: argparse.Namespace) -> int:
         stop()
     predictions = result.predict(_new_moderators(args.predict), transf=args.transf) if args.predict else None
     robust = result.robust(args.robust) if args.robust else None
+    notes = [*table.notes, *([missing_note(missing, result.n_dropped)] if result.n_dropped else [])]
     if args.json:
         payload = result.to_dict()
         if predictions is not None:
             payload["predictions"] = predictions.to_dict()
         if robust is not None:
             payload["robust"] = robust.to_dict(args.robust_test)
+        payload["input"] = _input_record(args.file, len(data), result.n_dropped, missing, notes)
         write_json(payload, args.json)
         if args.json == "-":
             return 0
@@ -287,7 +319,22 @@ def _run_meta(args: argparse.Namespace) -> int:
         print(robust.summary())
         for test in robust.term_tests(args.robust_test):
             print(test.summary().splitlines()[0])
+    for line in notes_lines(notes):
+        print(line)
     return 0
+
+
+def _input_record(
+    file: str, rows: int, dropped: int, missing: dict[str, int], notes: Sequence[Message | str]
+) -> dict[str, object]:
+    """What reading the input found, for the JSON result (notes in the user's language)."""
+    return {
+        "file": file,
+        "rows": rows,
+        "rows_dropped": dropped,
+        "missing": missing,
+        "notes": translated(notes),
+    }
 
 
 def _run_es(args: argparse.Namespace) -> int:
@@ -423,13 +470,14 @@ def _run_recovery(args: argparse.Namespace) -> int:
     }
     from edueffects.progress import progress_reporter
 
+    student_table, reading = _recovery_source(args)
     step, stop = progress_reporter(args.quiet)
     try:
         step("reading, aggregating and fitting")
         if args.domain:
-            results = recovery_by_domain(args.file, args.domain, **options)
+            results = recovery_by_domain(student_table, args.domain, **options)
         else:
-            results = {"": recovery(args.file, **options)}  # type: ignore[arg-type]
+            results = {"": recovery(student_table, **options)}  # type: ignore[arg-type]
         if args.mdes_sims > 0:
             from edueffects.power import check_mdes
 
@@ -438,14 +486,20 @@ def _run_recovery(args: argparse.Namespace) -> int:
     finally:
         stop()
     if args.plots:
+        from edueffects.io.outputs import new_folder
         from edueffects.report.plots import recovery_figures
 
-        for name, res in results.items():
-            recovery_figures(res, Path(args.plots) / name if name else args.plots)
+        with new_folder(args.plots, "--plots") as folder:
+            for name, res in results.items():
+                recovery_figures(res, folder / name if name else folder)
     if args.json:
         payload: dict[str, object] = (
             results[""].to_dict() if "" in results else {"domains": {k: v.to_dict() for k, v in results.items()}}
         )
+        if reading is not None:
+            payload["input"] = _input_record(
+                args.file, reading.rows, reading.rows_dropped, dict(reading.missing), reading_notes(reading)
+            )
         write_json(payload, args.json)
         if args.json == "-":
             return 0
@@ -453,7 +507,33 @@ def _run_recovery(args: argparse.Namespace) -> int:
         if name:
             print(f"== domain: {name} ==")
         print(res.summary())
+    for line in notes_lines(reading_notes(reading) if reading is not None else []):
+        print(line)
     return 0
+
+
+def _recovery_source(args: argparse.Namespace) -> tuple[Any, Source | None]:
+    """The student table through the shared input layer (reading options, --drop-missing), outputs
+    checked first; released cells (--cells) are passed on as they are."""
+    from edueffects.io import open_source
+
+    check_outputs([args.file, args.cells], args.json, [("--plots", args.plots)])
+    if args.file is None:
+        return args.file, None
+    columns: list[str] = []
+    if args.drop_missing:
+        for value in (args.school, args.cohort, args.moderators, args.pre, args.post, args.student,
+                      args.occasion, args.score, args.domain):  # fmt: skip
+            columns += value if isinstance(value, list) else [value] if value else []
+    source = open_source(args.file, read_options(args), drop_missing=columns)
+    return source, source
+
+
+def reading_notes(source: Source) -> list[Message]:
+    notes = list(source.notes)
+    if source.rows_dropped:
+        notes.append(missing_note(dict(source.missing), source.rows_dropped))
+    return notes
 
 
 def _run_power(args: argparse.Namespace) -> int:
@@ -480,20 +560,28 @@ def _run_power(args: argparse.Namespace) -> int:
 
 def _run_soma(args: argparse.Namespace) -> int:
     from edueffects import simulate
-    from edueffects.io import read_table
+    from edueffects.io import load_table
+    from edueffects.io.outputs import new_folder
     from edueffects.soma import soma
 
     studies: pd.DataFrame | None
     amstar: pd.DataFrame | None
+    inputs = [args.file, args.studies, args.amstar]
+    check_outputs(inputs, args.json, [("--plots", args.plots)])
+    notes: list[Message] = []
     if args.example:
         example = simulate.soma()
         effects, studies, amstar = example.effects, example.studies, example.amstar
     else:
         if not args.file:
             raise InputError("give an effect-size FILE, or --example")
-        effects = read_table(args.file)
-        studies = read_table(args.studies) if args.studies else None
-        amstar = read_table(args.amstar) if args.amstar else None
+        options = read_options(args)
+        tables = [load_table(path, options) if path else None for path in inputs]
+        for table in tables:
+            notes += table.notes if table is not None else ()
+        effects = tables[0].frame  # type: ignore[union-attr]
+        studies = tables[1].frame if tables[1] is not None else None
+        amstar = tables[2].frame if tables[2] is not None else None
     from edueffects.progress import progress_reporter
 
     step, stop = progress_reporter(args.quiet)
@@ -507,18 +595,28 @@ def _run_soma(args: argparse.Namespace) -> int:
             amstar=amstar,
             outcome_clusters=args.clusters,
             synthetic=bool(args.example),
+            missing="drop" if args.drop_missing else "error",
         )
     finally:
         stop()
+    if result.rows_dropped:
+        notes.append(missing_note(result.missing, result.rows_dropped))
     if args.plots:
         from edueffects.report.plots import soma_figures
 
-        soma_figures(result, args.plots)
+        with new_folder(args.plots, "--plots") as folder:
+            soma_figures(result, folder)
     if args.json:
-        write_json(result.to_dict(), args.json)
+        payload = result.to_dict()
+        payload["input"] = _input_record(
+            args.file or "example", len(effects), result.rows_dropped, dict(result.missing), notes
+        )
+        write_json(payload, args.json)
         if args.json == "-":
             return 0
     print(result.summary())
+    for line in notes_lines(notes):
+        print(line)
     return 0
 
 
@@ -563,55 +661,64 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from edueffects.report.i18n import Language
     from edueffects.report.study import demo
 
-    lang = Language.of(args.lang)
+    lang = language()
     index = demo(Path(args.out), lang, quiet=args.quiet)
     print(lang("Report written to {path}").format(path=index))
     return 0
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from edueffects.report.i18n import Language
     from edueffects.report.study import run_study
 
-    index = run_study(Path(args.study), Path(args.out) if args.out else None, args.lang, quiet=args.quiet)
-    lang = Language.of(args.lang or "en")
-    print(lang("Report written to {path}").format(path=index))
+    index = run_study(
+        Path(args.study),
+        Path(args.out) if args.out else None,
+        args.lang,
+        quiet=args.quiet,
+        options=read_options(args),
+        drop_missing=args.drop_missing,
+    )
+    print(language()("Report written to {path}").format(path=index))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code."""
-    parser = _build_parser()
+    """Entry point of the console script; returns the exit code (0 done, 2 bad input, 3 a fault of the
+    program). Every failure is one line on stderr; ``--debug`` shows the traceback."""
     words = list(sys.argv[1:] if argv is None else argv)
-    if words[:2] == ["recovery", "aggregate"]:  # a file named 'aggregate': ./aggregate
-        args = _aggregate_parser().parse_args(words[2:])
-    else:
-        args = parser.parse_args(words)
-    try:
-        if args.command == "meta":
-            return _run_meta(args)
-        if args.command == "recovery":
-            return _run_recovery(args)
-        if args.command == "es":
-            return _run_es(args)
-        if args.command == "simulate":
-            return _run_simulate(args)
-        if args.command == "power":
-            return _run_power(args)
-        if args.command == "soma":
-            return _run_soma(args)
-        if args.command == "report":
-            return _run_report(args)
-        return _run_demo(args)
-    except InputError as exc:
-        from edueffects.report.i18n import Language
+    debug = "--debug" in words
+    words = [w for w in words if w != "--debug"]
+    code = prescan_language(words)
 
-        lang = Language.of(getattr(args, "lang", None) or "en")
-        print(lang("edueffects: error: {message}").format(message=exc.translated(lang)), file=sys.stderr)
-        return 2
+    def run() -> int:
+        with argparse_language(code):
+            if words[:2] == ["recovery", "aggregate"]:  # a file named 'aggregate': ./aggregate
+                args = _aggregate_parser().parse_args(words[2:])
+            else:
+                args = _build_parser().parse_args(words)
+        return _dispatch(args)
+
+    return guarded(run, debug)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "meta":
+        return _run_meta(args)
+    if args.command == "recovery":
+        return _run_recovery(args)
+    if args.command == "es":
+        return _run_es(args)
+    if args.command == "simulate":
+        return _run_simulate(args)
+    if args.command == "power":
+        return _run_power(args)
+    if args.command == "soma":
+        return _run_soma(args)
+    if args.command == "report":
+        return _run_report(args)
+    return _run_demo(args)
 
 
 if __name__ == "__main__":

@@ -125,9 +125,10 @@ def terminal_progress(quiet: bool = False) -> Callable[[int, int], None] | None:
     """A rich progress bar on a terminal; nothing when piped or quiet."""
     if quiet or not sys.stderr.isatty():
         return None
+    from rich.console import Console
     from rich.progress import Progress
 
-    bar = Progress(transient=True)
+    bar = Progress(transient=True, console=Console(stderr=True))
     task = bar.add_task("simulating", total=None)
     bar.start()
 

@@ -26,13 +26,31 @@ def _decimal(tr: Translate, value: float) -> str:
     return f"{value:g}".replace(".", ",") if code in ("nl", "de") else f"{value:g}"
 
 
+def plain_text(fig: Figure) -> Figure:
+    """Every text of the figure shown as written: labels from data (``$x$``, ``$5 and $10``) are not
+    read as mathtext, which would render them as formulas or fail."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
+    return fig
+
+
 def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
-    """Write ``name.svg`` and ``name.png`` into ``folder`` (created if missing)."""
+    """Write ``name.svg`` and ``name.png`` into ``folder`` (created if missing); the file name is a
+    safe slug of ``name`` (a moderator called ``ses/income`` names no sub-folder)."""
+    from matplotlib import rc_context
+
+    from edueffects.io.outputs import slug
+
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.svg", out / f"{name}.png"]
-    fig.savefig(paths[0], bbox_inches="tight")
-    fig.savefig(paths[1], dpi=150, bbox_inches="tight")
+    stem = slug(name)
+    paths = [out / f"{stem}.svg", out / f"{stem}.png"]
+    with rc_context({"text.parse_math": False}):
+        plain_text(fig)
+        fig.savefig(paths[0], bbox_inches="tight")
+        fig.savefig(paths[1], dpi=150, bbox_inches="tight")
     return paths
 
 
@@ -141,7 +159,8 @@ def svg_text(fig: Figure) -> str:
     from matplotlib import rc_context
 
     buffer = StringIO()
-    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "edueffects"}):
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "edueffects", "text.parse_math": False}):
+        plain_text(fig)
         fig.savefig(buffer, format="svg", bbox_inches="tight")
     text = buffer.getvalue()
     return text[text.index("<svg") :]

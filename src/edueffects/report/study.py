@@ -1,12 +1,15 @@
 """From a study (TOML file, or the embedded demo) to a report folder: index.html, JSON, CSV tables.
 
-Everything is computed in memory first and only then written, so a failure never leaves a partial
-report. The study file format is documented in ``examples/study.toml``.
+The report folder is checked before anything runs (never an input's folder, never a folder of other
+files); everything is computed in memory first and then written into a fresh temporary folder that
+replaces the report folder in one step (:mod:`edueffects.io.outputs`), so a failure or a killed run
+leaves the previous report or the new one, never a partial one. The study file format is documented in
+``examples/study.toml``.
 """
 
 from __future__ import annotations
 
-import os
+import math
 import platform
 import tomllib
 from collections.abc import Iterator
@@ -19,9 +22,11 @@ from typing import Any
 
 import pandas as pd
 
-from edueffects.core.errors import InputError, Phrase
-from edueffects.io import checksum, read_table
+from edueffects.core.errors import InputError, Message, Phrase
+from edueffects.io import ReadOptions, checksum, load_table
+from edueffects.io import drop_missing as drop_missing_rows
 from edueffects.io.json_output import dumps
+from edueffects.io.outputs import check_output_folder, write_folder
 from edueffects.progress import progress_reporter
 from edueffects.report.document import Section, Table, document
 from edueffects.report.i18n import Language
@@ -35,6 +40,9 @@ SOMA_KEYS = {
     "moderators": list,
     "clusters": list,
     "columns": dict,
+    "decimal": str,
+    "encoding": str,
+    "drop_missing": bool,
 }
 RECOVERY_KEYS = {
     "data": str,
@@ -51,6 +59,9 @@ RECOVERY_KEYS = {
     "method": str,
     "standardize": bool,
     "sesoi": (int, float),
+    "decimal": str,
+    "encoding": str,
+    "drop_missing": bool,
 }
 TOP_KEYS = {"title": str, "language": str, "soma": dict, "recovery": dict}
 
@@ -66,6 +77,7 @@ class Study:
     inputs: list[tuple[str, str, str, int]] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
     synthetic: bool = False
+    notes: list[Message] = field(default_factory=list)
 
 
 KIND_NAMES = {
@@ -86,15 +98,41 @@ def _check_keys(table: dict[str, Any], allowed: dict[str, Any], where: str) -> N
         expected = allowed[key]
         if not isinstance(value, expected) or (expected == (int, float) and isinstance(value, bool)):
             raise InputError("study file: key '{0}' must be {1} (got {2})", full, KIND_NAMES[expected], repr(value))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError("study file: key '{0}' must be a finite number (got {1})", full, value)
+        items = value if isinstance(value, list) else []
+        if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+            raise InputError("study file: key '{0}' must hold finite numbers (got {1})", full, repr(value))
 
 
-def _input(study: Study, base: Path, key: str, name: str) -> pd.DataFrame:
+def _input(study: Study, base: Path, key: str, name: str, options: ReadOptions) -> pd.DataFrame:
     path = (base / name).resolve()
     if not path.exists():
         raise InputError("study file: key '{0}': file '{1}' does not exist", key, name)
-    frame = read_table(path)
-    study.inputs.append((key, path.name, checksum(path), len(frame)))
-    return frame
+    table = load_table(path, options)
+    study.inputs.append((key, path.name, checksum(path), len(table.frame)))
+    study.notes += table.notes
+    return table.frame
+
+
+def _options(section: dict[str, Any], given: ReadOptions, where: str) -> ReadOptions:
+    """The reading options of a section: the command line's, or the section's ``decimal``/``encoding``."""
+    try:
+        return ReadOptions(
+            decimal=given.decimal or section.get("decimal"),
+            delimiter=given.delimiter,
+            encoding=given.encoding or section.get("encoding"),
+        )
+    except InputError as exc:
+        raise InputError("[{0}] {1}", where, exc) from exc
+
+
+def _dropped(study: Study, key: str, counts: dict[str, int], rows: int) -> None:
+    if rows:
+        listed = ", ".join(f"{column} {n}" for column, n in counts.items() if n)
+        study.notes.append(
+            Message("{0}: {1} row(s) with missing values dropped (missing values per column: {2})", key, rows, listed)
+        )
 
 
 @contextmanager
@@ -128,6 +166,7 @@ def add_soma(
 
     with _section("soma"):
         result = soma(effects, studies=studies, amstar=amstar, **options)
+    _dropped(study, "soma.effects", dict(result.missing), result.rows_dropped)
     study.synthetic |= result.synthetic
     answer, section = soma_section(result, study.language)
     study.summary.append(answer)
@@ -156,9 +195,10 @@ def add_recovery(study: Study, data: pd.DataFrame | str | Path, synthetic: bool 
 def render(study: Study) -> str:
     _ = study.language
     rows = [[key, name, digest[:16] + "…", str(n)] for key, name, digest, n in study.inputs]
+    notes = [_("Note: {note}").format(note=note.translated(_)) for note in study.notes]
     inputs = Section(
         _("Inputs, software and warnings"),
-        paragraphs=[_("Software: {versions}.").format(versions=_versions())],
+        paragraphs=[_("Software: {versions}.").format(versions=_versions()), *notes],
         blocks=[Table(_("Input files"), [_("key"), _("file"), "SHA-256", _("rows")], rows, "inputs")],
     )
     banner = _("SYNTHETIC DATA: this report shows simulated data, not real students, schools or studies.")
@@ -174,16 +214,10 @@ def render(study: Study) -> str:
 
 
 def write(study: Study, out: Path) -> Path:
-    """Render, then write every file (each atomically); returns the path of index.html."""
+    """Render, then write the report folder in one step (a fresh folder replaces ``out``); returns
+    the path of index.html."""
     page = render(study)
-    files = {**study.files, "index.html": page}
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        target = out / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.partial")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
+    write_folder(out, {**study.files, "index.html": page})
     return out / "index.html"
 
 
@@ -191,6 +225,7 @@ def demo(out: Path, language: Language, quiet: bool = False) -> Path:
     """The main job: the SYNTHETIC TSR-shaped SOMA and a simulated state's DDD model, in one report."""
     from edueffects import simulate
 
+    check_output_folder(out, (), "--out")
     step, stop = progress_reporter(quiet)
     _ = language
     study = Study(title=_("edueffects demonstration report"), language=language, synthetic=True)
@@ -223,8 +258,52 @@ def demo(out: Path, language: Language, quiet: bool = False) -> Path:
     return index
 
 
-def run_study(path: Path, out: Path | None, language: str | None, quiet: bool = False) -> Path:
-    """Run every analysis a study file names and write its report."""
+def _inputs_of(path: Path, spec: dict[str, Any]) -> list[Path]:
+    """The study file and every table it names (that the report must never overwrite)."""
+    names = [spec.get("soma", {}).get(k) for k in ("effects", "studies", "amstar")]
+    names.append(spec.get("recovery", {}).get("data"))
+    return [path, *((path.parent / n) for n in names if isinstance(n, str))]
+
+
+def _check_sections(spec: dict[str, Any]) -> None:
+    """Every key of every section, before any analysis runs (a bad key of the second fails at once)."""
+    if "soma" in spec:
+        s = spec["soma"]
+        _check_keys(s, SOMA_KEYS, "soma")
+        if "effects" not in s:
+            raise InputError("study file: key 'soma.effects' (the effect-size table) is missing")
+        from edueffects.soma.schema import MEASURES
+
+        if s.get("measure", "r") not in MEASURES:
+            raise InputError("[{0}] {1}", "soma", InputError("measure '{0}' is not one of r, z, d", s["measure"]))
+    if "recovery" in spec:
+        r = spec["recovery"]
+        _check_keys(r, RECOVERY_KEYS, "recovery")
+        for key in ("data", "school", "cohort", "pandemic_cohorts", "moderators"):
+            if key not in r:
+                raise InputError("study file: key 'recovery.{0}' is missing", key)
+
+
+def _recovery_columns(r: dict[str, Any]) -> list[str]:
+    """The columns of the student table that a recovery model uses (where missing values count)."""
+    cols: list[str] = []
+    for key in ("school", "cohort", "moderators", "pre", "post", "student", "occasion", "score"):
+        value = r.get(key)
+        cols += value if isinstance(value, list) else [value] if isinstance(value, str) else []
+    return [str(c) for c in cols]
+
+
+def run_study(
+    path: Path,
+    out: Path | None,
+    language: str | None,
+    quiet: bool = False,
+    options: ReadOptions | None = None,
+    drop_missing: bool = False,
+) -> Path:
+    """Run every analysis a study file names and write its report. ``options`` and ``drop_missing``
+    (the command line's) apply to every input; a section's ``decimal``, ``encoding`` and
+    ``drop_missing`` keys to its own."""
     if not path.exists():
         raise InputError("study file '{0}' does not exist", path)
     try:
@@ -235,6 +314,10 @@ def run_study(path: Path, out: Path | None, language: str | None, quiet: bool = 
     if "soma" not in spec and "recovery" not in spec:
         raise InputError("study file: name at least one analysis ([soma] or [recovery])")
     lang = Language.of(language or spec.get("language", "en"))
+    _check_sections(spec)
+    target = out or path.with_suffix("")
+    check_output_folder(target, _inputs_of(path, spec), "--out")
+    given = options or ReadOptions()
     study = Study(title=spec.get("title", path.stem), language=lang)
     base = path.parent
     step, stop = progress_reporter(quiet)
@@ -242,9 +325,6 @@ def run_study(path: Path, out: Path | None, language: str | None, quiet: bool = 
         if "soma" in spec:
             step(lang("second-order meta-analysis"))
             s = spec["soma"]
-            _check_keys(s, SOMA_KEYS, "soma")
-            if "effects" not in s:
-                raise InputError("study file: key 'soma.effects' (the effect-size table) is missing")
             from edueffects.soma.schema import SomaColumns
 
             columns = s.get("columns", {})
@@ -252,26 +332,31 @@ def run_study(path: Path, out: Path | None, language: str | None, quiet: bool = 
                 cols = SomaColumns(**columns)
             except TypeError as exc:
                 raise InputError("study file: table 'soma.columns' has an unknown key ({0})", exc) from exc
+            read = _options(s, given, "soma")
             add_soma(
                 study,
-                _input(study, base, "soma.effects", s["effects"]),
-                _input(study, base, "soma.studies", s["studies"]) if "studies" in s else None,
-                _input(study, base, "soma.amstar", s["amstar"]) if "amstar" in s else None,
+                _input(study, base, "soma.effects", s["effects"], read),
+                _input(study, base, "soma.studies", s["studies"], read) if "studies" in s else None,
+                _input(study, base, "soma.amstar", s["amstar"], read) if "amstar" in s else None,
                 measure=s.get("measure", "r"),
-                moderators=s.get("moderators", ["school_level", "valence", "year", "informant"]),
+                moderators=s.get("moderators"),
                 outcome_clusters=s.get("clusters"),
                 columns=cols,
+                missing="drop" if drop_missing or s.get("drop_missing", False) else "error",
             )
         if "recovery" in spec:
             step(lang("learning-recovery model"))
             r = dict(spec["recovery"])
-            _check_keys(r, RECOVERY_KEYS, "recovery")
-            for key in ("data", "school", "cohort", "pandemic_cohorts", "moderators"):
-                if key not in r:
-                    raise InputError("study file: key 'recovery.{0}' is missing", key)
-            data = _input(study, base, "recovery.data", r.pop("data"))
+            read = _options(r, given, "recovery")
+            drop = drop_missing or bool(r.pop("drop_missing", False))
+            r.pop("decimal", None)
+            r.pop("encoding", None)
+            data = _input(study, base, "recovery.data", r.pop("data"), read)
+            if drop:
+                data, counts, rows = drop_missing_rows(data, _recovery_columns(r))
+                _dropped(study, "recovery.data", counts, rows)
             add_recovery(study, data, **r)
         step(lang("writing the report"))
-        return write(study, out or path.with_suffix(""))
+        return write(study, target)
     finally:
         stop()
