@@ -40,6 +40,7 @@ def test_every_message_is_translated(code: str) -> None:
     same_in_all = {
         "CR2 p",
         "CR2 SE",
+        "SE",
         "TOST p",
         "MDE",
         "Software: {versions}.",

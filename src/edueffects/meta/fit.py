@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from edueffects.core.distributions import chi2_sf
-from edueffects.core.errors import InputError
+from edueffects.core.errors import InputError, Message
 from edueffects.core.inference import coefficient_table
 from edueffects.core.jet import Array
 from edueffects.core.linalg import WeightedFit, weighted_ls
@@ -244,9 +244,9 @@ def meta(
     md = prepare(data, yi, vi, cluster, within, mods, list(categorical or []), missing)
     x, y, v = md.x, md.y, md.v
     k, p = x.shape
-    warnings: list[str] = []
+    warnings: list[Message] = []
     if md.n_dropped:
-        warnings.append(f"{md.n_dropped} row(s) with missing values dropped")
+        warnings.append(Message("{0} row(s) with missing values dropped", md.n_dropped))
 
     basis, r_factor = np.linalg.qr(x)  # x = basis @ r_factor
     to_original = np.linalg.inv(r_factor)
@@ -258,10 +258,10 @@ def meta(
     beta = to_original @ ev.beta
     cov_model = to_original @ ev.cov_beta @ to_original.T
     if not conv.converged:
-        warnings.append("the optimiser did not converge: treat the estimates with caution")
+        warnings.append(Message("the optimiser did not converge: treat the estimates with caution"))
     for name, at_zero, free in zip(fit.names, conv.at_boundary, fit.estimated, strict=False):
         if at_zero and free:
-            warnings.append(f"{name} is estimated at the boundary (0)")
+            warnings.append(Message("{0} is estimated at the boundary (0)", name))
 
     theta = ev.theta
     cov = cov_model.copy()

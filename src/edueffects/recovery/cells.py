@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from edueffects.core.errors import InputError
+from edueffects.core.errors import InputError, Message, Phrase, Quantity
 from edueffects.core.results import ResultDisplay
 from edueffects.io.json_output import json_safe
 from edueffects.recovery.data import CellTable, RecoverySpec, finish_cells
@@ -218,14 +218,19 @@ class ReleasedCells(ResultDisplay):
         return target
 
 
-def _withheld(d: dict[str, object]) -> str:
+def _withheld(d: dict[str, object]) -> Message:
     withheld = int(str(d["students_suppressed"]))
     if not withheld:
-        return "no row was suppressed: the cells hold every student"
+        return Message("no row was suppressed: the cells hold every student")
     total = int(str(d["students_in_input"]))
-    return (
-        f"{d['suppressed_rows']} row(s) suppressed, {withheld:,} of {total:,} students ({withheld / total:.2%}): "
-        f"a model fitted on these cells is fitted on the other {total - withheld:,} students"
+    return Message(
+        "{0} row(s) suppressed, {1} of {2} students ({3}%): a model fitted on these cells is fitted on the other "
+        "{4} students",
+        d["suppressed_rows"],
+        Quantity(withheld),
+        Quantity(total),
+        Quantity(100.0 * withheld / total, 2),
+        Quantity(total - withheld),
     )
 
 
@@ -256,15 +261,21 @@ def read_cells(path: str | Path) -> ReleasedCells:
     return ReleasedCells(frame=frame, metadata=metadata, source=str(source))
 
 
-def released_note(cells: ReleasedCells, domain: str | None) -> str:
+def released_note(cells: ReleasedCells, domain: str | None) -> Message:
     """The sentence a fit on released cells carries: where its data came from and what was withheld."""
     d = cells.disclosure
-    text = (
-        f"fitted on released cell statistics ({Path(cells.source).name}), not on student records; "
-        f"rows of fewer than {d['min_cell']} students were withheld ({d['rule']})"
-    )
-    scope = f" (all domains; this fit: domain {domain})" if domain is not None else ""
-    return f"{text}: {_withheld(d)}{scope}"
+    name, rule = Path(cells.source).name, Phrase(str(d["rule"]))
+    if domain is not None:
+        return Message(
+            "fitted on released cell statistics ({0}), not on student records; rows of fewer than {1} students "
+            "were withheld ({2}): {3} (all domains; this fit: domain {4})",
+            name, d["min_cell"], rule, _withheld(d), domain,
+        )  # fmt: skip
+    return Message(
+        "fitted on released cell statistics ({0}), not on student records; rows of fewer than {1} students "
+        "were withheld ({2}): {3}",
+        name, d["min_cell"], rule, _withheld(d),
+    )  # fmt: skip
 
 
 def cell_table(
@@ -311,10 +322,12 @@ def cell_table(
         observations = int((part["n"] * (part["pre_n"] + part["post_n"])).sum())
         n_rows = observations if roles.layout == "long_linked" else n_students
         if roles.occasion is not None:
-            notes.append(f"occasion '{roles.occasion}': {cells.occasions[0]} = before, {cells.occasions[1]} = after")
+            notes.append(Message("occasion '{0}': {1} = before, {2} = after", roles.occasion, *cells.occasions[:2]))
         one = int(part.loc[~both, "n"].sum())
         if one:
-            notes.append(f"{one} student(s) with one occasion are used (they inform the student-level variance)")
+            notes.append(
+                Message("{0} student(s) with one occasion are used (they inform the student-level variance)", one)
+            )
     else:
         after = part["post_n"].to_numpy() == 1
         out = out.assign(
@@ -324,7 +337,7 @@ def cell_table(
             sumsq=np.where(after, part["ss1"], part["ss0"]),
         )
         n_students = n_rows = int(part["n"].sum())
-        notes.append(f"occasion '{roles.occasion}': {cells.occasions[0]} = before, {cells.occasions[1]} = after")
+        notes.append(Message("occasion '{0}': {1} = before, {2} = after", roles.occasion, *cells.occasions[:2]))
     stat_cols = [c for c in out.columns if c not in ("school", "cohort")]
     # a fixed file has fixed sums: they identify the data of a fit exactly (likelihood-ratio tests)
     out["checksum"] = pd.util.hash_pandas_object(out[stat_cols], index=False).to_numpy().astype(np.float64)

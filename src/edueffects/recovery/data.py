@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from edueffects.core.errors import InputError
+from edueffects.core.errors import InputError, Message
 
 if TYPE_CHECKING:
     import duckdb
@@ -328,7 +328,7 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
                 + "".join(f", min({_quote(m)}) AS {_quote(m)}" for m in spec.moderators)
                 + f" FROM src GROUP BY {student}"
             )
-            notes.append(f"occasion '{spec.occasion}': {values[0]} = before, {values[1]} = after")
+            notes.append(Message("occasion '{0}': {1} = before, {2} = after", spec.occasion, values[0], values[1]))
         else:
             pre, post = _quote(spec.pre or ""), _quote(spec.post or "")
             students_sql = f"SELECT *, 2 AS homes, 1 AS n0, 1 AS n1, {pre} AS y0, {post} AS y1 FROM src"
@@ -347,7 +347,9 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
         n_rows = int(str(_scalar(con, "SELECT count(*) FROM src")))
         one = int(frame.loc[frame.pre_n + frame.post_n == 1, "r"].sum())
         if one:
-            notes.append(f"{one} student(s) with one occasion are used (they inform the student-level variance)")
+            notes.append(
+                Message("{0} student(s) with one occasion are used (they inform the student-level variance)", one)
+            )
     else:
         occ, score = _quote(spec.occasion or ""), _quote(spec.score or "")
         values = [r[0] for r in con.execute(f"SELECT DISTINCT {occ} FROM src ORDER BY 1").fetchall()]
@@ -361,7 +363,7 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
             f"FROM src GROUP BY {school}, {cohort}, occasion ORDER BY {school}, {cohort}, occasion"
         ).df()
         n_rows = n_students = int(frame["n"].sum())
-        notes.append(f"occasion '{spec.occasion}': {values[0]} = before, {values[1]} = after")
+        notes.append(Message("occasion '{0}': {1} = before, {2} = after", spec.occasion, values[0], values[1]))
     null_cols = [c for c in frame.columns if str(c).startswith("null_")]
     if frame["school"].isna().any() or frame["cohort"].isna().any() or bool(frame[null_cols].to_numpy().sum()):
         _check_nulls(con, key_cols, spec)
@@ -391,13 +393,17 @@ def finish_cells(
     dose = _check_moderators(frame, spec)
     for mod in dose:
         notes.append(
-            f"'{mod}' is zero before the pandemic by definition: it enters as a dose within pandemic cohorts "
-            f"(pandemic:{mod}), without a main effect"
+            Message(
+                "'{0}' is zero before the pandemic by definition: it enters as a dose within pandemic cohorts "
+                "({1}), without a main effect",
+                mod,
+                f"pandemic:{mod}",
+            )
         )
     per_school = frame.groupby("school")["cohort"].nunique()
     single = int((per_school == 1).sum())
     if single:
-        notes.append(f"{single} school(s) appear in only one cohort; they are used")
+        notes.append(Message("{0} school(s) appear in only one cohort; they are used", single))
     return CellTable(
         kind=spec.kind,
         frame=frame,

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from edueffects.core.equivalence import minimum_detectable_effect, tost
-from edueffects.core.errors import InputError, Phrase
+from edueffects.core.errors import InputError, Message, Phrase
 from edueffects.core.inference import coefficient_table
 from edueffects.core.jet import Array
 from edueffects.core.nested import Evaluation, maximize
@@ -238,7 +238,9 @@ def pool_plausible_values(
     mdes = tuple(minimum_detectable_effect(t, float(se[index[t]]), float(df[index[t]]), alpha, power) for t in terms)
     record = first.fit_record
     loglik = float(np.mean([f.loglik for f in fits]))
-    note = f"pooled over {len(fits)} plausible values with Rubin's rules (Barnard-Rubin df); logLik, AIC, BIC averaged"
+    note = Message(
+        "pooled over {0} plausible values with Rubin's rules (Barnard-Rubin df); logLik, AIC, BIC averaged", len(fits)
+    )
     # an average of log-likelihoods is no likelihood: the method label keeps anova() from comparing it
     pooled = FitRecord(
         f"{record.method}, averaged over {len(fits)} plausible values",
@@ -306,15 +308,15 @@ def _fit_cells(
             occasion_label=cells.occasion_label,
             notes=cells.notes,
         )
-        notes.append("moderators standardised across schools: effects are per SD of the school factor")
+        notes.append(Message("moderators standardised across schools: effects are per SD of the school factor"))
     mf = build(cells, moderators, method)
     ev, conv = maximize(mf.design, method, start_values(cells, mf))
-    warnings: list[str] = []
+    warnings: list[Message] = []
     if not conv.converged:
-        warnings.append("the optimiser did not converge: treat the estimates with caution")
+        warnings.append(Message("the optimiser did not converge: treat the estimates with caution"))
     for name, at_zero in zip(mf.variance_names, conv.at_boundary, strict=True):
         if at_zero:
-            warnings.append(f"the {name} variance is estimated at the boundary (0)")
+            warnings.append(Message("the {0} variance is estimated at the boundary (0)", Phrase(name)))
     se = np.sqrt(np.diag(ev.cov_beta))
     model_cov = ModelCovariance.from_evaluation(ev, conv.at_boundary)
     df = model_cov.contrast_df(np.eye(se.size))

@@ -48,6 +48,11 @@ DYNAMIC_MESSAGES = (
     "low tercile",
     "middle tercile",
     "high tercile",
+    "SE",
+    "95% CI",
+    "k and N",
+    "suppress",
+    "merge",
 )
 
 

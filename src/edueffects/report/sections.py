@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure as MplFigure
 
+from edueffects.core.errors import translated
 from edueffects.recovery.result import RecoveryResult
 from edueffects.report import plots
 from edueffects.report.document import Figure, Section, Table
@@ -263,7 +264,7 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
         *(SOMA_REFERENCES[4:5] if res.quality is not None else ()),
         SOMA_REFERENCES[5],
     )
-    notes = [_("Note: {note}").format(note=n) for n in res.notes]
+    notes = [_("Note: {note}").format(note=translated(n, _)) for n in res.notes]
     section = Section(
         _("Second-order meta-analysis"),
         paragraphs=[answer],
@@ -415,7 +416,7 @@ def recovery_section(res: RecoveryResult, lang: Language) -> tuple[str, Section]
             "sensitivity."
         ).format(bound=lang.number(res.sesoi), unit=unit, estimator=_estimator(lang, res.method))
     ]
-    notes = [_("Note: {note}").format(note=n) for n in (*res.notes, *res.warnings)]
+    notes = [_("Note: {note}").format(note=translated(n, _)) for n in (*res.notes, *res.warnings)]
     section = Section(
         _("Learning recovery after the pandemic"),
         paragraphs=[

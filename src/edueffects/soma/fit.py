@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from edueffects.core.distributions import t_sf
-from edueffects.core.errors import InputError
+from edueffects.core.errors import InputError, Message, Phrase
 from edueffects.core.inference import critical_value
 from edueffects.io import holds_dates
 from edueffects.meta import MetaResult, meta
@@ -216,11 +216,12 @@ def soma(
     quality = appraise(amstar, cols.meta_analysis) if amstar is not None else None
     _check_tables(frame, cols, studies, quality, study_column)
     synthetic = synthetic or bool("synthetic" in frame.columns and frame["synthetic"].astype(bool).all())
-    notes: list[str] = []
+    notes: list[Message] = []
     rules = frame.variance_rule.value_counts()
-    notes.append("sampling variances of z from " + ", ".join(f"{rule} ({count} rows)" for rule, count in rules.items()))
+    listed = tuple(Message("{0} ({1} rows)", Phrase(str(rule)), int(count)) for rule, count in rules.items())
+    notes.append(Message("sampling variances of z from {0}", listed))
     if frame.recoded.any():
-        notes.append(f"{int(frame.recoded.sum())} effect(s) of negative relationships sign-recoded")
+        notes.append(Message("{0} effect(s) of negative relationships sign-recoded", int(frame.recoded.sum())))
     overall = _fit(frame, cols, method)
     robust = overall.robust(cols.meta_analysis)
     clusters = tuple(_cluster_estimate(str(c), g, cols, method) for c, g in frame.groupby(cols.cluster))
@@ -239,7 +240,7 @@ def soma(
     tests = []
     for mod in available:
         if frame[mod].dropna().nunique() < 2:
-            notes.append(f"moderator '{mod}' does not vary: skipped")
+            notes.append(Message("moderator '{0}' does not vary: skipped", mod))
             continue
         tests.append(_moderator_test(mod, frame, cols, [mod], method))
     joint = _moderator_test("joint", frame, cols, [t.name for t in tests], method) if len(tests) > 1 else None
@@ -257,9 +258,11 @@ def soma(
                     second_order[f"{label} (artifact distribution)"] = schmidt_oh(
                         group[cols.k], group["r"], group[var_r], rho, kind="ad"
                     )
-        notes.append("Schmidt-Oh analyses treat each effect as an independent first-order meta-analysis")
+        notes.append(Message("Schmidt-Oh analyses treat each effect as an independent first-order meta-analysis"))
     elif var_r:
-        notes.append(f"Schmidt-Oh analysis skipped: no '{var_r}' column (observed variance of r per meta-analysis)")
+        notes.append(
+            Message("Schmidt-Oh analysis skipped: no '{0}' column (observed variance of r per meta-analysis)", var_r)
+        )
     overlap_result = overlap(studies, cols.meta_analysis, study_column) if studies is not None else None
     year_quality = None
     if quality is not None and cols.year in frame.columns:
@@ -268,10 +271,13 @@ def soma(
             r_yq = float(np.corrcoef(per_ma.year, per_ma.quality)[0, 1])
             t = r_yq * np.sqrt((len(per_ma) - 2) / max(1e-300, 1 - r_yq**2))
             year_quality = (r_yq, float(2 * t_sf(abs(t), len(per_ma) - 2)), len(per_ma))
-    notes += [f"overall model: {w}" for w in overall.warnings]
+    notes += [Message("overall model: {0}", w) for w in overall.warnings]
     for test in (*tests, *([joint] if joint else [])):
         if test.n_dropped:
-            notes.append(f"moderator model '{test.name}': {test.n_dropped} row(s) with missing values dropped")
+            name = Phrase(test.name) if test is joint else test.name
+            notes.append(Message("moderator model '{0}': {1} row(s) with missing values dropped", name, test.n_dropped))
+    if overlap_result is not None:
+        notes += [Message("overlap of primary studies: {0}", n) for n in overlap_result.notes]
     profiles = {name: overall.profile(i, points=21) for i, name in enumerate(overall.variance_names)}
     return SomaResult(
         profiles=profiles,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from edueffects.core.errors import InputError
+from edueffects.core.errors import InputError, Message
 
 
 def cca_label(percent: float) -> str:
@@ -66,16 +66,16 @@ def overlap(studies: pd.DataFrame, meta_analysis: str = "meta_analysis", study: 
         missing = np.flatnonzero(studies[col].isna().to_numpy())
         if missing.size:
             raise InputError("studies table: column '{0}' row {1} is missing", col, missing[0] + 1)
-    notes: list[str] = []
+    notes: list[Message] = []
     dup = studies.duplicated([meta_analysis, study])
     if dup.any():
-        notes.append(f"{int(dup.sum())} repeated (meta-analysis, study) row(s) counted once")
+        notes.append(Message("{0} repeated (meta-analysis, study) row(s) counted once", int(dup.sum())))
     pairs_in = studies.loc[~dup, [meta_analysis, study]]
     matrix = pd.crosstab(pairs_in[study], pairs_in[meta_analysis]).clip(upper=1)
     values = matrix.to_numpy()
     cca = corrected_covered_area(values)
     if cca is None:
-        notes.append("CCA needs at least two meta-analyses")
+        notes.append(Message("CCA needs at least two meta-analyses"))
     names = list(matrix.columns)
     k = values.sum(axis=0)
     shared = values.T @ values
