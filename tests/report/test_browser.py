@@ -1,4 +1,6 @@
-"""The report in a real browser (headless Debian Chromium): renders, requests nothing, runs no script.
+"""The report in a real browser (headless Debian Chromium): renders, requests nothing, runs no script;
+every figure has a readable size, no two tick labels of an axis overlap on the page, and every text of
+every figure of a Dutch or German report has decimal commas.
 
 Screenshots are saved to ``test-artefacts/``. CI installs Chromium (``.ci/run``).
 """
@@ -6,6 +8,7 @@ Screenshots are saved to ``test-artefacts/``. CI installs Chromium (``.ci/run``)
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,23 @@ def open_report(index: Path, screenshot: Path) -> dict[str, Any]:
               xss: window.__xss === undefined ? null : window.__xss,
               text: document.body.innerText,
               lang: document.documentElement.lang,
+              plots: [...document.querySelectorAll('figure svg')].map(svg => {
+                const r = svg.getBoundingClientRect();
+                const overlaps = [];
+                for (const axis of svg.querySelectorAll('g[id^="matplotlib.axis_"]')) {
+                  const boxes = [...axis.querySelectorAll('g[id^="xtick_"] text, g[id^="ytick_"] text')]
+                    .filter(t => t.textContent.trim() !== '')
+                    .map(t => [t.textContent, t.getBoundingClientRect()]);
+                  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+                    const [a, p] = boxes[i], [b, q] = boxes[j];
+                    if (p.left < q.right && q.left < p.right && p.top < q.bottom && q.top < p.bottom)
+                      overlaps.push([a, b]);
+                  }
+                }
+                return {width: r.width, height: r.height, overlaps: overlaps,
+                        texts: [...svg.querySelectorAll('text')].map(t => t.textContent)};
+              }),
+              column: document.body.getBoundingClientRect().width,
             })"""
         )
         screenshot.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +89,9 @@ def open_report(index: Path, screenshot: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("code", ["en", "nl", "de"])
-def test_demo_report_renders_in_the_browser(code: str, tmp_path: Path) -> None:
+def test_demo_report_renders_in_the_browser(
+    code: str, tmp_path: Path, decimal_points_in: Callable[[list[str]], list[str]]
+) -> None:
     index = demo(tmp_path / code, Language.of(code), quiet=True)
     state = open_report(index, ARTEFACTS / f"demo-report-{code}.png")
     assert state["errors"] == [] and state["external"] == []
@@ -80,6 +102,19 @@ def test_demo_report_renders_in_the_browser(code: str, tmp_path: Path) -> None:
     banner = {"en": "SYNTHETIC DATA", "nl": "SYNTHETISCHE GEGEVENS", "de": "SYNTHETISCHE DATEN"}[code]
     assert banner in state["text"]
     assert (ARTEFACTS / f"demo-report-{code}.png").stat().st_size > 50_000
+    check_figures(state, code, decimal_points_in)
+
+
+def check_figures(state: dict[str, Any], code: str, decimal_points: Callable[[list[str]], list[str]]) -> None:
+    """Every figure is large enough to read and fits the page; no tick labels overlap as rendered; in
+    Dutch and German no number of any figure text has a decimal point."""
+    for plot in state["plots"]:
+        assert 250 <= plot["width"] <= state["column"] + 1 and plot["height"] >= 150, plot["texts"][:3]
+        assert plot["overlaps"] == [], plot["texts"][:3]
+        if code in ("nl", "de"):
+            assert decimal_points(plot["texts"]) == [], plot["texts"][:3]
+    if code == "en":
+        assert any(decimal_points(plot["texts"]) for plot in state["plots"])  # the check sees decimal points
 
 
 def test_payloads_in_labels_do_not_execute(tmp_path: Path) -> None:
@@ -116,3 +151,33 @@ def test_payloads_in_labels_do_not_execute(tmp_path: Path) -> None:
     assert state["scripts"] == 0 and state["images"] == 0
     assert state["errors"] == [] and state["external"] == []
     assert script in state["text"] and image in state["text"]
+
+
+def test_bidirectional_controls_are_neutralised_everywhere(tmp_path: Path) -> None:
+    """A right-to-left override in a label (cluster, meta-analysis, moderator, title) cannot reorder the
+    page: tables, headings and figures show it as its code point."""
+    rlo, isolate = "\u202e", "\u2067"
+    example = ee.simulate.soma()
+    effects = example.effects.assign(
+        outcome_cluster=example.effects.outcome_cluster.where(
+            example.effects.outcome_cluster != "motivation", f"motivation{rlo}gpj.exe"
+        ),
+        meta_analysis=example.effects.meta_analysis.where(
+            example.effects.meta_analysis != "SYN-MA01", f"SYN{isolate}-MA01"
+        ),
+    ).rename(columns={"informant": f"inform{rlo}ant"})
+    study = Study(title=f"Report {rlo}fdp.exe", language=Language.of("en"))
+    add_soma(study, effects, None, None, moderators=["school_level", f"inform{rlo}ant"])
+    data = ee.simulate.recovery(seed=3, n_schools=60, students_per_school=10).rename(columns={"ses": f"s{rlo}es"})
+    add_recovery(study, data, school="school", cohort="cohort", pandemic_cohorts=[2018, 2019],
+                 moderators=[f"s{rlo}es"], pre="score5", post="score8")  # fmt: skip
+    index = write(study, tmp_path / "bidi")
+    page = index.read_text()
+    assert not any(ch in page for ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    for shown in ("motivation[U+202E]gpj.exe", "SYN[U+2067]-MA01", "inform[U+202E]ant", "Report [U+202E]fdp.exe",
+                  "s[U+202E]es"):  # fmt: skip
+        assert shown in page, shown
+    state = open_report(index, ARTEFACTS / "bidi-report.png")
+    assert "<h1>Report [U+202E]fdp.exe</h1>" in page and "Report [U+202E]fdp.exe" in state["text"]
+    figure_text = " ".join(t for plot in state["plots"] for t in plot["texts"])
+    assert "motivation[U+202E]gpj.exe" in figure_text and "s[U+202E]es" in figure_text

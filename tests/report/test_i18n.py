@@ -53,6 +53,12 @@ def test_every_message_is_translated(code: str) -> None:
         "term",
         "equivalent",
         "[{0}] {1}",
+        "{model} (k = {k})",
+        "effect",  # Dutch
+        "effect {n}",  # Dutch
+        "intercept",  # Dutch
+        "Forest plot",  # Dutch
+        "Caterpillar plot (k = {k})",  # Dutch
     }
     untranslated = [m for m in MESSAGES if lang(m) == m and m not in same_in_all]
     assert not untranslated, untranslated

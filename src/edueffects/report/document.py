@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from html import escape
+from html import escape as _escape
+
+# bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): a label holding one
+# could reorder the text around it ("evil\u202egnp.exe"); the report shows them as visible code points
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def neutral(text: object) -> str:
+    """``text`` with every bidirectional control character replaced by its visible code point ``[U+202E]``."""
+    return BIDI_CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", str(text))
+
+
+def escape(text: object) -> str:
+    """HTML-escaped text with bidirectional controls neutralised (every string the page prints)."""
+    return _escape(neutral(text))
+
 
 CSS = """
 body{font-family:Georgia,'Times New Roman',serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}

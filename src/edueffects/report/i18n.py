@@ -53,6 +53,8 @@ DYNAMIC_MESSAGES = (
     "k and N",
     "suppress",
     "merge",
+    "(Intercept)",
+    "pandemic",
 )
 
 

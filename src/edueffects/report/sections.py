@@ -54,6 +54,29 @@ def _estimator(lang: Language, method: str) -> str:
     return _("maximum likelihood") if method == "ML" else _("restricted maximum likelihood")
 
 
+def _moderator_name(res: SomaResult, test: object, lang: Language) -> str:
+    """A moderator model as the table names it: the program's own models translated, data columns as they are."""
+    _ = lang
+    if test is res.cluster_test:
+        return _("outcome cluster")
+    if test is res.joint:
+        return _("joint")
+    name = str(getattr(test, "name", ""))
+    if name == "quality" and res.quality is not None:
+        return _("quality (AMSTAR 2 criteria met)")
+    return name
+
+
+def _second_order_set(name: str, lang: Language) -> str:
+    """A set of the Schmidt-Oh analysis: all effects, or an outcome cluster (data label), bare-bones or
+    with the artifact distribution."""
+    _ = lang
+    suffix = " (artifact distribution)"
+    base = name.removesuffix(suffix)
+    label = _("all effects") if base == "all effects" else base
+    return _("{set} (artifact distribution)").format(set=label) if name.endswith(suffix) else label
+
+
 def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
     """The one-sentence answer and the section of a second-order meta-analysis."""
     _ = lang
@@ -134,7 +157,7 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
         [_("moderator"), "k", "QM", "df", "p", _("F (CR2, HTZ)"), "df", _("p (CR2)")],
         [
             [
-                _(t.name),
+                _moderator_name(res, t, lang),
                 str(t.k),
                 lang.number(t.QM),
                 str(t.QM_df),
@@ -185,7 +208,7 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
                 ],
                 [
                     [
-                        name,
+                        _second_order_set(name, lang),
                         str(so.L),
                         lang.bounded(so.mean),
                         lang.number(so.var_means, 5),
@@ -279,11 +302,6 @@ def _tanh(z: float | None) -> float | None:
     return None if z is None else float(np.tanh(z))
 
 
-def term_label(term: str) -> str:
-    """A readable coefficient label: ``pandemic:ses`` -> ``pandemic × ses``."""
-    return term.replace(":", " × ")
-
-
 def recovery_answer(res: RecoveryResult, lang: Language) -> str:
     """The headline: each DDD effect is significant, significant but smaller than the SESOI, equivalent
     to zero, or inconclusive; where the model-based and cluster-robust (CR2) tests disagree at .05 the
@@ -297,14 +315,14 @@ def recovery_answer(res: RecoveryResult, lang: Language) -> str:
     for term in res.ddd_terms:
         model_p, robust_p = float(c.pval[index[term]]), float(rb.pval[index[term]])
         if (model_p < 0.05) != (robust_p < 0.05):
-            robust_decided.append(term_label(term))
+            robust_decided.append(plots.term_label(term, lang))
         significant = robust_p < 0.05 if (model_p < 0.05) != (robust_p < 0.05) else model_p < 0.05
         kind = (
             ("smaller" if term in equivalent else "significant")
             if significant
             else ("equivalent" if term in equivalent else "inconclusive")
         )
-        groups[kind].append(term_label(term))
+        groups[kind].append(plots.term_label(term, lang))
     bound = lang.number(res.sesoi)
     sentences = []
     if groups["significant"]:
@@ -354,7 +372,7 @@ def recovery_section(res: RecoveryResult, lang: Language) -> tuple[str, Section]
         [_("term"), _("estimate"), "SE", "df", "p", _("CR2 SE"), _("CR2 p")],
         [
             [
-                term_label(name) + (" (" + _("DDD effect") + ")" if name in res.ddd_terms else ""),
+                plots.term_label(name, lang) + (" (" + _("DDD effect") + ")" if name in res.ddd_terms else ""),
                 lang.number(c.estimate[i], 4),
                 lang.number(c.se[i], 4),
                 lang.number(c.df[i], 1),
@@ -377,7 +395,7 @@ def recovery_section(res: RecoveryResult, lang: Language) -> tuple[str, Section]
         [_("DDD effect"), _("estimate"), _("90% CI"), _("TOST p"), _("equivalent"), _("MDE")],
         [
             [
-                term_label(e.term),
+                plots.term_label(e.term, lang),
                 lang.number(e.estimate, 4),
                 lang.interval(e.ci90_lb, e.ci90_ub, 4, bounded=False),
                 lang.p_value(e.pval),
