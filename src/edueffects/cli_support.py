@@ -55,6 +55,11 @@ def language() -> Language:
     return Language.of(_current["code"])
 
 
+def translate(message: str) -> str:
+    """``message`` in the user's language; the catalogue is loaded on the first call."""
+    return language()(message)
+
+
 def prescan_language(words: Sequence[str]) -> str:
     """The ``--lang`` of a command line before it is parsed (errors of parsing speak it too)."""
     code = "en"
@@ -96,7 +101,7 @@ def whole(minimum: int) -> Callable[[str], int]:
     """An argparse type: a whole number of at least ``minimum`` (seeds, counts)."""
 
     def parse(text: str) -> int:
-        lang = language()
+        lang = translate
         try:
             value = int(text)
         except ValueError:
@@ -114,7 +119,7 @@ def number(low: float | None = None, high: float | None = None) -> Callable[[str
     """An argparse type: a finite number, strictly between ``low`` and ``high`` when given."""
 
     def parse(text: str) -> float:
-        lang = language()
+        lang = translate
         try:
             value = float(text)
         except ValueError:
@@ -180,11 +185,15 @@ def check_outputs(
 
 
 def translated(notes: Sequence[Message | str]) -> list[str]:
+    if not notes:  # no catalogue to load
+        return []
     lang = language()
     return [n.translated(lang) if isinstance(n, Message) else n for n in notes]
 
 
 def notes_lines(notes: Sequence[Message | str]) -> list[str]:
+    if not notes:
+        return []
     lang = language()
     return [lang("Note: {note}").format(note=note) for note in translated(notes)]
 
