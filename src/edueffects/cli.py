@@ -293,6 +293,7 @@ def _run_meta(args: argparse.Namespace) -> int:
             sigma2=_fixed_variances(args.sigma2),
             tau2=args.tau2,
         )
+        _ = result.variance_ci  # computed on first use: here, under the progress display
     finally:
         stop()
     predictions = result.predict(_new_moderators(args.predict), transf=args.transf) if args.predict else None

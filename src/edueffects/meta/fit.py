@@ -1,8 +1,9 @@
 """``meta()``: equal-effects, random-effects and multilevel (nested) meta-analysis at metafor parity.
 
 The fit runs in named steps: check the options, prepare the data (:mod:`edueffects.meta.design`),
-estimate the variance components, then the fixed effects and their tests, heterogeneity, and the
-intervals of the variance components.
+estimate the variance components, then the fixed effects and their tests, and heterogeneity; the
+intervals of the variance components are computed when first asked for
+(:mod:`edueffects.meta.intervals`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from edueffects.core.inference import coefficient_table
 from edueffects.core.jet import Array
 from edueffects.core.linalg import WeightedFit, weighted_ls
 from edueffects.core.nested import Convergence, Evaluation, NestedDesign, design_from_rows, evaluate, maximize
-from edueffects.core.profile import VarianceInterval, profile_interval, q_profile_interval
 from edueffects.core.results import FitRecord, normalize_level, wald_test
 from edueffects.meta.design import MetaData, MissingPolicy, prepare
-from edueffects.meta.estimators import generalized_q, hedges, moment_tau2
+from edueffects.meta.estimators import hedges, moment_tau2
+from edueffects.meta.intervals import VarianceProfiles
 from edueffects.meta.result import FittedState, MetaResult, Prediction
 from edueffects.options import (
     DEFAULT_LEVEL,
@@ -172,45 +173,27 @@ def _pseudo_r2(md: MetaData, method: str, fit: VarianceFit, tau2: float | None) 
     return max(0.0, 100.0 * (tau2_0 - float(fit.evaluation.theta[0])) / tau2_0)
 
 
-def _variance_intervals(
-    fit: VarianceFit, md: MetaData, basis: Array, method: str, level: float, qe_df: int, typical_v: float
-) -> tuple[VarianceInterval, ...]:
-    """Q-profile CI of tau^2 with tau, I^2 and H^2 from it (univariate); profile-likelihood CIs of
-    every estimated sigma^2 (multilevel)."""
-    theta = fit.evaluation.theta
-    if fit.model == "univariate" and fit.estimated[0]:
-        t = float(theta[0])
-        lb, ub = q_profile_interval(lambda s: generalized_q(basis, md.y, md.v, s), qe_df, t, level)
-        kind = "Q-profile"
-
-        def i2(s: float) -> float:
-            return 100.0 * s / (s + typical_v)
-
-        def h2(s: float) -> float:
-            return (s + typical_v) / typical_v
-
-        return (
-            VarianceInterval("tau2", t, lb, ub, kind),
-            VarianceInterval("tau", float(np.sqrt(t)), float(np.sqrt(lb)), float(np.sqrt(ub)), kind),
-            VarianceInterval("I2", i2(t), i2(lb), i2(ub), kind),
-            VarianceInterval("H2", h2(t), h2(lb), h2(ub), kind),
-        )
-    if fit.model == "multilevel":
-        out = []
-        for i, name in enumerate(fit.names):
-            if fit.estimated[i]:
-                lb, ub = profile_interval(
-                    fit.design,
-                    "ML" if method == "ML" else "REML",
-                    theta,
-                    fit.evaluation.loglik,
-                    i,
-                    level,
-                    fixed=[not e for e in fit.estimated],
-                )
-                out.append(VarianceInterval(name, float(theta[i]), lb, ub, f"profile likelihood ({method})"))
-        return tuple(out)
-    return ()
+def _variance_profiles(
+    fit: VarianceFit, md: MetaData, basis: Array, method: str, level: float, qe_df: int, typical_v: float, enabled: bool
+) -> VarianceProfiles:
+    """What the intervals of the variance components need, for the result to compute them when
+    first asked for: the Q-profile CI of tau^2 (univariate), profile-likelihood CIs of every
+    estimated sigma^2 (multilevel)."""
+    return VarianceProfiles(
+        model=fit.model,
+        method=method,
+        names=fit.names,
+        theta=fit.evaluation.theta,
+        estimated=fit.estimated,
+        level=level,
+        enabled=enabled,
+        design=fit.design if enabled and fit.model == "multilevel" else None,
+        basis=basis if enabled and fit.model == "univariate" else None,
+        y=md.y,
+        v=md.v,
+        qe_df=qe_df,
+        typical_v=float(typical_v),
+    )
 
 
 def meta(
@@ -238,7 +221,9 @@ def meta(
     estimated; ``[None, 0]`` is the two-level model without the effect level). ``mods`` is a
     formula (``"~ a * b + C(c)"``), a column, or a list of columns (text and ``categorical`` columns get
     treatment coding); ``test`` is ``z``, ``t`` (df = k - p) or ``knha`` (Knapp–Hartung, univariate);
-    ``level`` is in percent (95) or a proportion (0.95).
+    ``level`` is in percent (95) or a proportion (0.95). ``variance_ci``: confidence intervals of
+    the variance components (profile likelihood; Q-profile for tau^2), computed when first read
+    (``result.variance_ci``, ``summary()``, ``to_dict()``); ``False``: never computed.
     """
     level = _check_options(method, test, level, cluster, sigma2, tau2)
     md = prepare(data, yi, vi, cluster, within, mods, list(categorical or []), missing)
@@ -312,7 +297,7 @@ def meta(
             pi_ub=est + half_pi if random else None,
         )
 
-    intervals = _variance_intervals(fit, md, basis, method, level, qe_df, typical_v) if variance_ci else ()
+    profiles = _variance_profiles(fit, md, basis, method, level, qe_df, typical_v, variance_ci)
     state = FittedState(
         x=x,
         y=y,
@@ -351,7 +336,7 @@ def meta(
         r2=_pseudo_r2(md, method, fit, tau2),
         typical_v=float(typical_v),
         prediction=prediction,
-        variance_ci=intervals,
+        variance_profiles=profiles,
         convergence=conv,
         n_dropped=md.n_dropped,
         warnings=tuple(warnings),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -13,7 +14,7 @@ from numpy.typing import NDArray
 from edueffects.core.errors import InputError
 from edueffects.core.inference import CoefficientAccessors, CoefficientTable, coefficient_table
 from edueffects.core.jet import Array
-from edueffects.core.nested import Convergence, Method, design_from_rows
+from edueffects.core.nested import Convergence, design_from_rows
 from edueffects.core.profile import VarianceInterval, profile_curve
 from edueffects.core.results import (
     FitRecord,
@@ -26,6 +27,7 @@ from edueffects.core.results import (
 )
 from edueffects.core.robust import RobustCovariance, cr2
 from edueffects.meta.design import ModelTerms, sorted_codes
+from edueffects.meta.intervals import VarianceProfiles
 from edueffects.meta.predict import (
     TRANSFORM_FUNCTIONS,
     Predictions,
@@ -243,11 +245,20 @@ class MetaResult(ResultDisplay, CoefficientAccessors):
     r2: float | None
     typical_v: float
     prediction: Prediction | None
-    variance_ci: tuple[VarianceInterval, ...]
+    variance_profiles: VarianceProfiles = field(repr=False)
     convergence: Convergence
     n_dropped: int
     warnings: tuple[str, ...]
     state: FittedState = field(repr=False)
+
+    # --- variance components -----------------------------------------------------------------
+    @cached_property
+    def variance_ci(self) -> tuple[VarianceInterval, ...]:
+        """Confidence intervals of the variance components, computed when first read: the
+        profile-likelihood CI of every estimated sigma^2 (multilevel models), the Q-profile CI of
+        tau^2 with tau, I^2 and H^2 from it (random-effects models); empty for a fit with
+        ``variance_ci=False``."""
+        return self.variance_profiles.intervals()
 
     # --- fit statistics ------------------------------------------------------------------------
     @property
@@ -448,13 +459,21 @@ class MetaResult(ResultDisplay, CoefficientAccessors):
         if self.model != "multilevel":
             raise InputError("profile curves are computed for multilevel models")
         fit = self.state
-        design = design_from_rows(fit.x, fit.y, fit.v, list(fit.level_codes), residual=False)
+        design = self.variance_profiles.design
+        if design is None:  # a fit without intervals keeps no design
+            design = design_from_rows(fit.x, fit.y, fit.v, list(fit.level_codes), residual=False)
         estimate = float(self.variance[component])
         upper = next((vc.ci_ub for vc in self.variance_ci if vc.component == self.variance_names[component]), None)
         top = 1.5 * (upper if upper is not None and np.isfinite(upper) else 3.0 * max(estimate, 1e-4))
         grid = np.linspace(0.0, max(top, 1e-6), points)
-        method: Method = "ML" if self.method == "ML" else "REML"
-        loglik = profile_curve(design, method, np.asarray(self.variance), component, grid, list(self.variance_fixed))
+        loglik = profile_curve(
+            design,
+            self.variance_profiles.likelihood,
+            np.asarray(self.variance),
+            component,
+            grid,
+            list(self.variance_fixed),
+        )
         return pd.DataFrame({"sigma2": grid, "loglik": loglik, "deviance": 2.0 * (self.loglik - loglik)})
 
     def back_transform(self, transform: str = "tanh") -> Prediction:
@@ -512,18 +531,24 @@ class MetaResult(ResultDisplay, CoefficientAccessors):
         )
         return out
 
-    def summary(self) -> str:
-        """A readable text report in the spirit of metafor's print method."""
+    def _headline(self) -> str:
         kind = {
             "fixed": "Equal-effects model",
             "univariate": "Random-effects model",
             "multilevel": f"{len(self.variance) + 1}-level model",
         }[self.model]
+        return f"{kind} ({self.method}), k = {self.k}" + (
+            "" if self.terms.formula == "~ 1" else f", mods {self.terms.formula}"
+        )
+
+    def __repr__(self) -> str:
+        # the first line of the summary, without computing the intervals the summary shows
+        return f"<{type(self).__name__}: {self._headline()}>"
+
+    def summary(self) -> str:
+        """A readable text report in the spirit of metafor's print method."""
         ci_label = f"{format_level(self.level)} CI"
-        lines = [
-            f"{kind} ({self.method}), k = {self.k}"
-            + ("" if self.terms.formula == "~ 1" else f", mods {self.terms.formula}")
-        ]
+        lines = [self._headline()]
         if self.n_dropped:
             lines.append(f"  {self.n_dropped} row(s) with missing values were dropped")
         if self.variance.size:
