@@ -239,3 +239,25 @@ def test_errors_follow_the_language(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["recovery", "nope.csv", "--school", "s", "--cohort", "c", "--pandemic-cohorts", "1",
                  "--moderators", "m", "--pre", "a", "--post", "b", "--lang", "nl"]) == 2  # fmt: skip
     assert capsys.readouterr().err.strip() == "edueffects: fout: bestand 'nope.csv' bestaat niet"
+
+
+def test_meta_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``meta --plots DIR``: a forest plot (row labels from --labels) and a bubble plot per continuous
+    moderator, in the language of --lang, written as a whole folder; a bad --labels writes nothing."""
+    bcg = tmp_path / "bcg.csv"
+    shutil.copy(REF / "bcg.csv", bcg)
+    plots = tmp_path / "plots"
+    args = ["meta", str(bcg), "--yi", "yi", "--vi", "vi", "--plots", str(plots)]
+    assert main([*args, "--labels", "author", "--mods", "ablat", "--lang", "de"]) == 0
+    assert sorted(p.name for p in plots.iterdir() if not p.name.startswith(".")) == sorted(
+        f"{stem}.{ext}" for stem in ("forest", "bubble_ablat") for ext in ("svg", "png")
+    )
+    forest = (plots / "forest.svg").read_text()
+    assert "Comstock &amp; Webster" in forest and "Gewicht" in forest
+    assert main(args) == 0  # a second run replaces the folder
+    assert sorted(p.stem for p in plots.glob("*.svg")) == ["forest"]
+    capsys.readouterr()
+    assert main([*args, "--labels", "nope"]) == 2
+    assert "--labels: column 'nope' not found" in capsys.readouterr().err
+    assert main([*args[:-1], str(bcg)]) == 2  # the plots folder may not be an input
+    assert bcg.read_text().startswith('"trial"')

@@ -105,6 +105,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--no-variance-ci", action="store_true", help="skip confidence intervals of variance components")
     m.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
+    m.add_argument(
+        "--plots", metavar="DIR", help="write a forest (or, above 60 effects, caterpillar) and bubble plots into DIR"
+    )
+    m.add_argument("--labels", metavar="COL", help="column of row labels for the forest plot (e.g. author and year)")
     m.add_argument("--quiet", action="store_true", help="no progress display")
 
     es = sub.add_parser(
@@ -268,9 +272,11 @@ def _run_meta(args: argparse.Namespace) -> int:
     from edueffects.meta.design import used_columns
     from edueffects.progress import progress_reporter
 
-    check_outputs([args.file], args.json)
+    check_outputs([args.file], args.json, [("--plots", args.plots)])
     table = load_table(args.file, read_options(args))
     data = table.frame
+    if args.labels is not None and args.labels not in data.columns:
+        raise InputError("--labels: column '{0}' not found", args.labels)
     mods = _moderators(args.mods)
     missing = missing_counts(data, used_columns(data, args.yi, args.vi, args.cluster, args.within, mods,
                                                 args.categorical)) if args.drop_missing else {}  # fmt: skip
@@ -299,6 +305,12 @@ def _run_meta(args: argparse.Namespace) -> int:
     predictions = result.predict(_new_moderators(args.predict), transf=args.transf) if args.predict else None
     robust = result.robust(args.robust) if args.robust else None
     notes = [*table.notes, *([missing_note(missing, result.n_dropped)] if result.n_dropped else [])]
+    if args.plots:
+        from edueffects.io.outputs import new_folder
+        from edueffects.report.plots import meta_figures
+
+        with new_folder(args.plots, "--plots") as folder:
+            meta_figures(result, folder, args.labels, language())
     if args.json:
         payload = result.to_dict()
         if predictions is not None:

@@ -17,7 +17,7 @@ from playwright.sync_api import sync_playwright
 
 import edueffects as ee
 from edueffects.report.i18n import Language
-from edueffects.report.study import Study, add_recovery, add_soma, demo, write
+from edueffects.report.study import Study, add_recovery, add_soma, demo, run_study, write
 
 ARTEFACTS = Path(__file__).resolve().parents[2] / "test-artefacts"
 FLAGS = [
@@ -115,6 +115,19 @@ def check_figures(state: dict[str, Any], code: str, decimal_points: Callable[[li
             assert decimal_points(plot["texts"]) == [], plot["texts"][:3]
     if code == "en":
         assert any(decimal_points(plot["texts"]) for plot in state["plots"])  # the check sees decimal points
+
+
+def test_meta_report_renders_in_the_browser(
+    tmp_path: Path, meta_study: Callable[..., Path], decimal_points_in: Callable[[list[str]], list[str]]
+) -> None:
+    for code, extra in (("de", 'mods = ["ablat"]\n'), ("nl", "")):
+        index = run_study(meta_study(tmp_path, code, extra), tmp_path / code, None, quiet=True)
+        state = open_report(index, ARTEFACTS / f"meta-report-{code}.png")
+        assert state["errors"] == [] and state["external"] == [] and state["scripts"] == 0
+        assert len(state["plots"]) == (2 if extra else 1)  # forest (+ bubble for the continuous moderator)
+        check_figures(state, code, decimal_points_in)
+        forest = state["plots"][0]["texts"]
+        assert "Comstock & Webster, 1969" in forest and any("%" in t for t in forest)
 
 
 def test_payloads_in_labels_do_not_execute(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -74,3 +75,52 @@ def test_report_command_exit_codes(folder: Path, capsys: pytest.CaptureFixture[s
     assert '<html lang="nl">' in (folder / "r" / "index.html").read_text()
     assert main(["report", str(folder / "nope.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_meta_section_of_a_study_file(tmp_path: Path, meta_study: Callable[..., Path]) -> None:
+    report = run_study(meta_study(tmp_path, "en"), tmp_path / "report", None, quiet=True).parent
+    page = (report / "index.html").read_text()
+    result = json.loads((report / "meta.json").read_text())
+    assert result["k"] == 13 and (report / "tables" / "meta_coefficients.csv").exists()
+    assert "<h2>Meta-analysis</h2>" in page
+    assert "Across 13 effect sizes, the pooled effect is -0.71 [-1.07, -0.36] (p &lt; .001)." in page
+    assert "The 95% prediction interval of the true effects is [-1.87, 0.44]." in page
+    assert "Heterogeneity: Q(12) = 152.23, p &lt; .001; I² = 92.2%." in page
+    assert "restricted maximum likelihood" in page and "Comstock &amp; Webster, 1969" in page  # forest labels
+    assert "Viechtbauer" in page and "Higgins" in page and "Riley" in page
+    assert "clubSandwich" not in page and "Pustejovsky" not in page and "Knapp" not in page  # not run
+    robust = run_study(meta_study(tmp_path, "en", 'mods = ["ablat"]\nrobust = "alloc"\ntest = "knha"\n'),
+                       tmp_path / "robust", None, quiet=True).read_text()  # fmt: skip
+    assert "The moderators (ablat) explain differences between the 13 effect sizes (F(1, 11.0) = " in robust
+    assert "clubSandwich" in robust and "Knapp, G." in robust and "Pustejovsky" in robust
+    assert "cluster-robust test (CR2, HTZ)" in robust and "Bubble plot" in robust
+    assert "Riley" not in robust  # no prediction interval of a meta-regression is shown
+
+
+@pytest.mark.parametrize("code", ["nl", "de"])
+def test_meta_report_speaks_the_language(
+    tmp_path: Path, code: str, meta_study: Callable[..., Path], english_words_of: Callable[..., dict[str, str]]
+) -> None:
+    study = meta_study(tmp_path, code, 'mods = ["ablat"]\nrobust = "alloc"\n')
+    page = run_study(study, tmp_path / "report", None, quiet=True).read_text()
+    labels = [*pd.read_csv(tmp_path / "bcg.csv").label, "ablat", "alloc", "tau2", "bcg.csv", "meta.data", "BCG trials"]
+    assert english_words_of(page, code, labels) == {}
+    assert {"nl": "Meta-analyse", "de": "Meta-Analyse"}[code] in page
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('method = "XL"\n', "key 'meta.method' must be one of"),
+        ('labels2 = "x"\n', "unknown key 'meta.labels2'"),
+        ('robust = "nope"\n', "[meta] robust cluster column 'nope' not found"),
+        ('mods = ["nope"]\n', "[meta]"),
+    ],
+)
+def test_bad_meta_section_gives_one_line(
+    tmp_path: Path, extra: str, message: str, meta_study: Callable[..., Path]
+) -> None:
+    with pytest.raises(InputError) as err:
+        run_study(meta_study(tmp_path, "en", extra), tmp_path / "report", None, quiet=True)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "report").exists()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from matplotlib.figure import Figure as MplFigure
 
 from edueffects.core.errors import translated
+from edueffects.core.results import WaldTest
+from edueffects.meta.result import MetaResult, RobustResult
 from edueffects.recovery.result import RecoveryResult
 from edueffects.report import plots
 from edueffects.report.document import Figure, Section, Table
@@ -450,3 +454,305 @@ def recovery_section(res: RecoveryResult, lang: Language) -> tuple[str, Section]
         references=RECOVERY_REFERENCES,
     )
     return answer, section
+
+
+# ---- meta-analysis --------------------------------------------------------------------------------
+
+META_REFERENCES = {
+    "metafor": SOMA_REFERENCES[5],
+    "DL": "DerSimonian, R., & Laird, N. (1986). Meta-analysis in clinical trials. Controlled Clinical Trials, "
+    "7(3), 177-188.",
+    "PM": "Paule, R. C., & Mandel, J. (1982). Consensus values and weighting factors. Journal of Research of the "
+    "National Bureau of Standards, 87(5), 377-385.",
+    "SJ": "Sidik, K., & Jonkman, J. N. (2005). Simple heterogeneity variance estimation for meta-analysis. "
+    "Journal of the Royal Statistical Society: Series C, 54(2), 367-384.",
+    "HS": "Hunter, J. E., & Schmidt, F. L. (2004). Methods of meta-analysis: Correcting error and bias in "
+    "research findings (2nd ed.). Sage.",
+    "HE": "Hedges, L. V., & Olkin, I. (1985). Statistical methods for meta-analysis. Academic Press.",
+    "EB": "Morris, C. N. (1983). Parametric empirical Bayes inference: Theory and applications. Journal of the "
+    "American Statistical Association, 78(381), 47-55.",
+    "multilevel": "Konstantopoulos, S. (2011). Fixed effects and variance components estimation in three-level "
+    "meta-analysis. Research Synthesis Methods, 2(1), 61-76.",
+    "knha": "Knapp, G., & Hartung, J. (2003). Improved tests for a random effects meta-regression with a single "
+    "covariate. Statistics in Medicine, 22(17), 2693-2710.",
+    "I2": "Higgins, J. P. T., & Thompson, S. G. (2002). Quantifying heterogeneity in a meta-analysis. Statistics "
+    "in Medicine, 21(11), 1539-1558.",
+    "PI": "Riley, R. D., Higgins, J. P. T., & Deeks, J. J. (2011). Interpretation of random effects "
+    "meta-analyses. BMJ, 342, d549.",
+    "CR2": RECOVERY_REFERENCES[1],
+    "HTZ": "Tipton, E., & Pustejovsky, J. E. (2015). Small-sample adjustments for tests of moderators and model "
+    "fit using robust variance estimation in meta-regression. Journal of Educational and Behavioral "
+    "Statistics, 40(6), 604-634.",
+    "clubSandwich": "Pustejovsky, J. E. clubSandwich: Cluster-robust (sandwich) variance estimators with "
+    "small-sample corrections [R package]. https://CRAN.R-project.org/package=clubSandwich",
+}
+
+
+@dataclass(frozen=True)
+class MetaRun:
+    """What the report shows of a meta-analysis: the fit, its model-based term tests and, when asked for,
+    the cluster-robust (CR2) results (all computed by the engine before the report is built)."""
+
+    result: MetaResult
+    term_tests: tuple[WaldTest, ...] = ()
+    robust: RobustResult | None = None
+    robust_test: str = "HTZ"
+    robust_moderators: WaldTest | None = None  # all moderator columns jointly
+    robust_terms: tuple[WaldTest, ...] = ()
+    labels: str | None = None
+
+
+def meta_term(name: str, lang: Language) -> str:
+    """A coefficient of a meta-regression as the report names it (``intrcpt`` -> intercept, ``a:b`` -> ``a × b``)."""
+    return lang("intercept") if name == "intrcpt" else name.replace(":", " × ")
+
+
+def _wald(lang: Language, test: WaldTest, chi2: str = "QM") -> str:
+    if test.df2 is None:
+        stat = f"{chi2}({lang.number(test.df1, 0)}) = {lang.number(test.statistic)}"
+    else:
+        sep = ", " if lang.code == "en" else "; "
+        stat = f"F({lang.number(test.df1, 0)}{sep}{lang.number(test.df2, 1)}) = {lang.number(test.statistic)}"
+    return f"{stat}, {lang.p_value(test.pval)}"
+
+
+def _meta_estimator(lang: Language, method: str) -> str:
+    _ = lang
+    names = {
+        "REML": _("restricted maximum likelihood"),
+        "ML": _("maximum likelihood"),
+        "DL": _("the DerSimonian-Laird estimator"),
+        "PM": _("the Paule-Mandel estimator"),
+        "SJ": _("the Sidik-Jonkman estimator"),
+        "HS": _("the Hunter-Schmidt estimator"),
+        "HE": _("the Hedges estimator"),
+        "EB": _("the empirical Bayes estimator"),
+    }
+    return names.get(method, method)
+
+
+def meta_answer(run: MetaRun, lang: Language) -> str:
+    """The headline of a meta-analysis: the pooled effect (no moderators) or whether the moderators
+    explain differences between effects; where the model-based and the cluster-robust test disagree at
+    .05 the cluster-robust test decides, and the sentence says so."""
+    _ = lang
+    res, rob = run.result, run.robust
+    c = res.coefficients
+    sentences = []
+    disagree = False
+    if res.moderator_test is None:
+        p = float(c.pval[0])
+        if rob is not None:
+            robust_p = float(rob.coefficients.pval[0])
+            disagree = (p < 0.05) != (robust_p < 0.05)
+            p = robust_p if disagree else p
+        level = lang.number(res.level, 0)
+        estimate = _("Across {k} effect sizes, the pooled effect is {est} {ci} ({p}).").format(
+            k=res.k,
+            est=lang.number(float(c.estimate[0])),
+            ci=lang.interval(float(c.ci_lb[0]), float(c.ci_ub[0]), bounded=False),
+            p=lang.p_value(p),
+        )
+        sentences.append(estimate)
+        pr = res.prediction
+        if res.model != "fixed" and pr is not None and pr.pi_lb is not None and pr.pi_ub is not None:
+            sentences.append(
+                _("The {level}% prediction interval of the true effects is {pi}.").format(
+                    level=level, pi=lang.interval(pr.pi_lb, pr.pi_ub, bounded=False)
+                )
+            )
+    else:
+        test = res.moderator_test
+        if rob is not None and run.robust_moderators is not None:
+            disagree = (test.pval < 0.05) != (run.robust_moderators.pval < 0.05)
+            test = run.robust_moderators if disagree else test
+        terms = ", ".join(label for label, _cols in res.terms.terms if label != "intrcpt")
+        sentences.append(
+            (
+                _("The moderators ({terms}) explain differences between the {k} effect sizes ({test}).")
+                if test.pval < 0.05
+                else _(
+                    "The moderators ({terms}) do not significantly explain differences between the {k} effect "
+                    "sizes ({test})."
+                )
+            ).format(terms=terms.replace(":", " × "), k=res.k, test=_wald(lang, test))
+        )
+    if disagree:
+        sentences.append(
+            _("The model-based and the cluster-robust (CR2) test disagree; the cluster-robust test is used.")
+        )
+    if res.model != "fixed":
+        sentences.append(
+            _("Heterogeneity: Q({df}) = {q}, {p}; I² = {i2}%.").format(
+                df=res.QE_df, q=lang.number(res.QE), p=lang.p_value(res.QEp), i2=lang.number(res.i2_total, 1)
+            )
+        )
+    return " ".join(sentences)
+
+
+def meta_section(run: MetaRun, lang: Language) -> tuple[str, Section]:
+    """The one-sentence answer and the section of a meta-analysis (metafor's rma / rma.mv)."""
+    _ = lang
+    res, rob = run.result, run.robust
+    c = res.coefficients
+    answer = meta_answer(run, lang)
+    stat = "z" if res.test == "z" else "t"
+    level = lang.number(res.level, 0) + "%"
+    header = [_("term"), _("estimate"), "SE", stat, "p", _("{level} CI").format(level=level)]
+    if res.test != "z":
+        header.insert(4, "df")
+    if rob is not None:
+        header += [_("CR2 SE"), "df (CR2)", _("CR2 p")]
+    rows = []
+    for i, name in enumerate(c.names):
+        row = [
+            meta_term(name, lang),
+            lang.number(float(c.estimate[i]), 4),
+            lang.number(float(c.se[i]), 4),
+            lang.number(float(c.stat[i])),
+            lang.p_value(float(c.pval[i])),
+            lang.interval(float(c.ci_lb[i]), float(c.ci_ub[i]), 4, bounded=False),
+        ]
+        if res.test != "z":
+            row.insert(4, lang.number(float(c.df[i]), 0))
+        if rob is not None:
+            r = rob.coefficients
+            row += [lang.number(float(r.se[i]), 4), lang.number(float(r.df[i]), 1), lang.p_value(float(r.pval[i]))]
+        rows.append(row)
+    blocks: list[Table | Figure] = [
+        Table(_("Coefficients ({model})").format(model=_meta_model(res, lang)), header, rows, "meta_coefficients")
+    ]
+    intervals = {vc.component: vc for vc in res.variance_ci}
+    het: list[list[str]] = []
+    for i, (name, value) in enumerate(zip(res.variance_names, res.variance, strict=True)):
+        vc = intervals.get(name)
+        groups = str(res.n_groups[i]) if res.model == "multilevel" else "–"
+        fixed = " (" + _("fixed") + ")" if res.variance_fixed[i] else ""
+        ci = lang.interval(vc.ci_lb, vc.ci_ub, 4, bounded=False) if vc else "–"
+        het.append([name + fixed, lang.number(float(value), 4), ci, groups])
+    if res.model != "fixed":
+        i2 = intervals.get("I2")
+        het.append(
+            ["I² (%)", lang.number(res.i2_total, 1), lang.interval(i2.ci_lb, i2.ci_ub, 1, False) if i2 else "–", "–"]
+        )
+        if len(res.i2_levels) > 1:
+            for name, value in zip(res.variance_names, res.i2_levels, strict=True):
+                het.append([f"I² {name} (%)", lang.number(value, 1), "–", "–"])
+    if res.r2 is not None:
+        het.append(["R² (%)", lang.number(res.r2, 1), "–", "–"])
+    het.append([f"Q({res.QE_df})", lang.number(res.QE), lang.p_value(res.QEp), "–"])
+    blocks.append(
+        Table(
+            _("Heterogeneity"),
+            [_("statistic"), _("value"), _("{level} CI or p").format(level=level), _("groups")],
+            het,
+            "meta_heterogeneity",
+        )
+    )
+    if run.term_tests:
+        robust_by = {t.hypotheses: t for t in run.robust_terms}
+        test_rows = []
+        for label, test in zip(
+            [lbl for lbl, _cols in res.terms.terms if lbl != "intrcpt"], run.term_tests, strict=True
+        ):
+            row = [label.replace(":", " × "), _wald(lang, test)]
+            if rob is not None:
+                rt = robust_by.get(test.hypotheses)
+                row.append(_wald(lang, rt, "chi²") if rt is not None else "–")
+            test_rows.append(row)
+        header = [_("term"), _("model-based test")] + (
+            [_("cluster-robust test (CR2, {test})").format(test=run.robust_test)] if rob is not None else []
+        )
+        blocks.append(Table(_("Tests of the moderator terms"), header, test_rows, "meta_terms"))
+    for name, fig in plots.meta_plots(res, run.labels, lang):
+        if name == "forest":
+            caption = _("Forest plot: effect sizes with {level} confidence intervals and weights.").format(level=level)
+            if res.moderator_test is None:
+                caption += " " + _("The diamond is the pooled estimate; the line below it the prediction interval.")
+        elif name == "caterpillar":
+            caption = _(
+                "Caterpillar plot: the {k} effect sizes sorted by size with {level} confidence intervals."
+            ).format(k=res.k, level=level)
+        else:
+            moderator = name.removeprefix("bubble_")
+            caption = _(
+                "Bubble plot: effect sizes against {moderator}, sized by weight, with the model's predictions."
+            ).format(moderator=moderator)
+        blocks.append(Figure(caption, _svg(lang, fig)))
+    method, references = _meta_method(run, lang)
+    notes = [_("Note: {note}").format(note=translated(n, _)) for n in res.warnings]
+    return answer, Section(
+        _("Meta-analysis"), paragraphs=[answer], blocks=blocks, method=[method, *notes], references=references
+    )
+
+
+def _meta_model(res: MetaResult, lang: Language) -> str:
+    _ = lang
+    if res.model == "fixed":
+        return _("equal-effects model")
+    if res.model == "univariate":
+        return _("random-effects model")
+    return _("{levels}-level model").format(levels=len(res.variance) + 1)
+
+
+def _meta_method(run: MetaRun, lang: Language) -> tuple[str, tuple[str, ...]]:
+    """The method paragraph and the references of what ran."""
+    _ = lang
+    res, rob = run.result, run.robust
+    refs = ["metafor"]
+    estimator = _meta_estimator(lang, res.method)
+    if res.model == "fixed":
+        parts = [_("Effect sizes were pooled in an equal-effects model with inverse-variance weights.")]
+    elif res.model == "univariate":
+        parts = [
+            _(
+                "Effect sizes were pooled in a random-effects model; the between-study variance τ² was estimated "
+                "by {estimator}."
+            ).format(estimator=estimator)
+        ]
+        refs.append(res.method)
+    else:
+        levels = ", ".join(res.state.level_names)
+        parts = [
+            _(
+                "Effect sizes were pooled in a multilevel random-effects model with random intercepts for {levels}, "
+                "estimated by {estimator}."
+            ).format(levels=levels, estimator=estimator)
+        ]
+        refs += [res.method, "multilevel"]
+    if res.moderator_test is not None:
+        parts.append(
+            _("Moderators entered as a meta-regression ({formula}).").format(formula=res.terms.formula.replace("`", ""))
+        )
+    parts.append(
+        {
+            "z": _("Tests and confidence intervals use the normal distribution."),
+            "t": _("Tests and confidence intervals use the t distribution."),
+            "knha": _("Tests and confidence intervals use the Knapp-Hartung adjustment."),
+        }[res.test]
+    )
+    if res.test == "knha":
+        refs.append("knha")
+    if res.model != "fixed":
+        parts.append(_("Heterogeneity is reported as Q, the variance components and I²."))
+        refs.append("I2")
+        if res.moderator_test is None and res.prediction is not None:
+            parts.append(_("The prediction interval describes the range of true effects."))
+            refs.append("PI")
+    if rob is not None:
+        parts.append(
+            _(
+                "Inference was checked with cluster-robust (CR2) standard errors and Satterthwaite degrees of freedom, "
+                "clustering by {cluster} ({n} clusters)."
+            ).format(cluster=rob.cluster, n=rob.n_clusters)
+        )
+        refs.append("CR2")
+        if res.moderator_test is not None:
+            parts.append(
+                _("Moderators were also tested with cluster-robust Wald tests ({test}).").format(test=run.robust_test)
+            )
+            if run.robust_test == "HTZ":
+                refs.append("HTZ")
+        refs.append("clubSandwich")
+    references = tuple(META_REFERENCES[k] for k in dict.fromkeys(refs) if k in META_REFERENCES)
+    return " ".join(parts), references

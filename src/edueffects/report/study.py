@@ -30,7 +30,7 @@ from edueffects.io.outputs import check_output_folder, write_folder
 from edueffects.progress import progress_reporter
 from edueffects.report.document import Section, Table, document
 from edueffects.report.i18n import Language
-from edueffects.report.sections import recovery_section, soma_section
+from edueffects.report.sections import MetaRun, meta_section, recovery_section, soma_section
 
 SOMA_KEYS = {
     "effects": str,
@@ -63,7 +63,25 @@ RECOVERY_KEYS = {
     "encoding": str,
     "drop_missing": bool,
 }
-TOP_KEYS = {"title": str, "language": str, "soma": dict, "recovery": dict}
+META_KEYS = {
+    "data": str,
+    "yi": str,
+    "vi": str,
+    "labels": str,
+    "cluster": str,
+    "within": str,
+    "method": str,
+    "mods": (str, list),
+    "categorical": list,
+    "test": str,
+    "level": (int, float),
+    "robust": str,
+    "robust_test": str,
+    "decimal": str,
+    "encoding": str,
+    "drop_missing": bool,
+}
+TOP_KEYS = {"title": str, "language": str, "meta": dict, "soma": dict, "recovery": dict}
 
 
 @dataclass
@@ -179,6 +197,40 @@ def add_soma(
     )
 
 
+def add_meta(
+    study: Study,
+    data: pd.DataFrame,
+    labels: str | None = None,
+    robust: str | None = None,
+    robust_test: str = "HTZ",
+    **options: Any,
+) -> None:
+    """A meta-analysis (``meta()``) with its model-based term tests and, with ``robust``, CR2 inference
+    clustered by that column (coefficients, every moderator jointly and each term)."""
+    from edueffects.meta import meta
+
+    with _section("meta"):
+        if labels is not None and labels not in data.columns:
+            raise InputError("labels column '{0}' not found", labels)
+        result = meta(data, **options)
+        terms = result.term_tests() if result.moderator_test is not None else ()
+        rob = result.robust(robust) if robust else None
+        joint = robust_terms = None
+        if rob is not None and result.moderator_test is not None:
+            tested = [result.terms.coef_names[i] for i in result.terms.moderator_columns()]
+            joint = rob.wald(tested, test=robust_test)  # type: ignore[arg-type]
+            robust_terms = rob.term_tests(robust_test)  # type: ignore[arg-type]
+    run = MetaRun(result, terms, rob, robust_test, joint, robust_terms or (), labels)
+    answer, section = meta_section(run, study.language)
+    study.summary.append(answer)
+    study.sections.append(section)
+    payload = result.to_dict()
+    if rob is not None:
+        payload["robust"] = rob.to_dict(robust_test)  # type: ignore[arg-type]
+    study.files["meta.json"] = dumps(payload)
+    _tables_csv(study, "meta", {"coefficients": result.tidy(), **({"robust": rob.tidy()} if rob else {})})
+
+
 def add_recovery(study: Study, data: pd.DataFrame | str | Path, synthetic: bool = False, **options: Any) -> None:
     from edueffects.recovery import recovery
 
@@ -262,6 +314,7 @@ def _inputs_of(path: Path, spec: dict[str, Any]) -> list[Path]:
     """The study file and every table it names (that the report must never overwrite)."""
     names = [spec.get("soma", {}).get(k) for k in ("effects", "studies", "amstar")]
     names.append(spec.get("recovery", {}).get("data"))
+    names.append(spec.get("meta", {}).get("data"))
     return [path, *((path.parent / n) for n in names if isinstance(n, str))]
 
 
@@ -276,6 +329,18 @@ def _check_sections(spec: dict[str, Any]) -> None:
 
         if s.get("measure", "r") not in MEASURES:
             raise InputError("[{0}] {1}", "soma", InputError("measure '{0}' is not one of r, z, d", s["measure"]))
+    if "meta" in spec:
+        m = spec["meta"]
+        _check_keys(m, META_KEYS, "meta")
+        for key in ("data", "yi", "vi"):
+            if key not in m:
+                raise InputError("study file: key 'meta.{0}' is missing", key)
+        from edueffects.options import ESTIMATION_METHODS, ROBUST_TESTS, TEST_METHODS
+
+        for key, allowed in (("method", ESTIMATION_METHODS), ("test", TEST_METHODS), ("robust_test", ROBUST_TESTS)):
+            if key in m and m[key] not in allowed:
+                raise InputError("study file: key 'meta.{0}' must be one of {1} (got {2})", key, ", ".join(allowed),
+                                 repr(m[key]))  # fmt: skip
     if "recovery" in spec:
         r = spec["recovery"]
         _check_keys(r, RECOVERY_KEYS, "recovery")
@@ -311,8 +376,8 @@ def run_study(
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError("study file '{0}' is not valid TOML: {1}", path, str(exc).splitlines()[0]) from exc
     _check_keys(spec, TOP_KEYS, "")
-    if "soma" not in spec and "recovery" not in spec:
-        raise InputError("study file: name at least one analysis ([soma] or [recovery])")
+    if not any(name in spec for name in ("meta", "soma", "recovery")):
+        raise InputError("study file: name at least one analysis ([meta], [soma] or [recovery])")
     lang = Language.of(language or spec.get("language", "en"))
     _check_sections(spec)
     target = out or path.with_suffix("")
@@ -322,6 +387,19 @@ def run_study(
     base = path.parent
     step, stop = progress_reporter(quiet)
     try:
+        if "meta" in spec:
+            step(lang("meta-analysis"))
+            m = dict(spec["meta"])
+            read = _options(m, given, "meta")
+            drop = drop_missing or bool(m.pop("drop_missing", False))
+            m.pop("decimal", None)
+            m.pop("encoding", None)
+            add_meta(
+                study,
+                _input(study, base, "meta.data", m.pop("data"), read),
+                missing="drop" if drop else "error",
+                **m,
+            )
         if "soma" in spec:
             step(lang("second-order meta-analysis"))
             s = spec["soma"]
