@@ -124,3 +124,60 @@ def test_bad_meta_section_gives_one_line(
         run_study(meta_study(tmp_path, "en", extra), tmp_path / "report", None, quiet=True)
     assert message in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "report").exists()
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edueffects import simulate
+    from edueffects.recovery import aggregate
+
+    folder = tmp_path_factory.mktemp("released")
+    data = simulate.recovery(seed=4, n_schools=40, students_per_school=12)
+    cells = aggregate(data, school="school", cohort="cohort", moderators=["ses", "nongerman"], pre="score5",
+                      post="score8", min_cell=10)  # fmt: skip
+    cells.write(folder / "cells.parquet")
+    (folder / "study.toml").write_text(
+        'title = "Released cells"\n[recovery]\ncells = "cells.parquet"\npandemic_cohorts = [2018, 2019]\n'
+    )
+    return folder
+
+
+def test_report_on_released_cells_says_so(released: Path, tmp_path: Path) -> None:
+    from edueffects.recovery import read_cells
+
+    disclosure = read_cells(released / "cells.parquet").disclosure
+    rows, withheld = disclosure["suppressed_rows"], disclosure["students_suppressed"]
+    assert isinstance(rows, int) and rows > 0
+    page = run_study(released / "study.toml", tmp_path / "en", None, quiet=True).read_text()
+    summary = page[page.index('<div class="summary">') : page.index("</div>")]
+    assert "The model was fitted on released cell statistics, not on student records." in summary
+    assert (
+        "Released aggregates: fitted on released cell statistics (cells.parquet), not on student records; rows of "
+        f"fewer than 10 students were withheld (suppress): {rows} row(s) suppressed, {withheld} of " in page
+    )
+    assert "<td>recovery.cells</td><td>cells.parquet</td>" in page
+    assert page.count("fitted on released cell statistics (cells.parquet)") == 1  # not repeated among the notes
+    dutch = run_study(released / "study.toml", tmp_path / "nl", "nl", quiet=True).read_text()
+    assert "Vrijgegeven aggregaten: geschat op vrijgegeven celstatistieken (cells.parquet)" in dutch
+    assert f"{rows} rij(en) onderdrukt" in dutch and "(onderdrukken)" in dutch
+
+
+def test_a_student_report_does_not_claim_released_cells(folder: Path) -> None:
+    page = run_study(folder / "study.toml", folder / "report", None, quiet=True).read_text()
+    assert "released cell statistics" not in page and "Released aggregates" not in page
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[recovery]\ncells = "cells.parquet"\ndata = "x.csv"\n', "give 'recovery.data' (student records) or"),
+        ('[recovery]\ncells = "cells.parquet"\npre = "score5"\n', "key 'recovery.pre' does not apply"),
+        ('[recovery]\ncells = "missing.parquet"\n', "key 'recovery.cells': file 'missing.parquet' does not exist"),
+        ('[recovery]\ncells = "study.toml"\n', "[recovery] file"),
+    ],
+)
+def test_bad_cells_keys_give_one_line(released: Path, tmp_path: Path, toml: str, message: str) -> None:
+    (released / "bad.toml").write_text(toml)
+    with pytest.raises(InputError) as err:
+        run_study(released / "bad.toml", tmp_path / "report", None, quiet=True)
+    assert message in str(err.value) and "\n" not in str(err.value)

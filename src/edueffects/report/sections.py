@@ -366,6 +366,11 @@ def recovery_answer(res: RecoveryResult, lang: Language) -> str:
     return " ".join(sentences)
 
 
+def released_note(note: str) -> bool:
+    """Whether a note of a recovery fit says that it ran on released cell statistics (and what was withheld)."""
+    return str(getattr(note, "template", "")).startswith("fitted on released cell statistics")
+
+
 def recovery_section(res: RecoveryResult, lang: Language) -> tuple[str, Section]:
     """The one-sentence answer and the section of a DDD learning-recovery model."""
     _ = lang
@@ -438,11 +443,18 @@ def recovery_section(res: RecoveryResult, lang: Language) -> tuple[str, Section]
             "sensitivity."
         ).format(bound=lang.number(res.sesoi), unit=unit, estimator=_estimator(lang, res.method))
     ]
-    notes = [_("Note: {note}").format(note=translated(n, _)) for n in (*res.notes, *res.warnings)]
+    released = [n for n in res.notes if released_note(n)]
+    notes = [
+        _("Note: {note}").format(note=translated(n, _)) for n in (*res.notes, *res.warnings) if not released_note(n)
+    ]
+    source = [_("Released aggregates: {note}.").format(note=translated(n, _)) for n in released]
+    if res.released_cells:
+        answer += " " + _("The model was fitted on released cell statistics, not on student records.")
     section = Section(
         _("Learning recovery after the pandemic"),
         paragraphs=[
             answer,
+            *source,
             _("{students} students in {schools} schools; pandemic cohorts: {cohorts}.").format(
                 students=lang.number(res.n_students, 0),
                 schools=lang.number(res.n_schools, 0),

@@ -46,6 +46,7 @@ SOMA_KEYS = {
 }
 RECOVERY_KEYS = {
     "data": str,
+    "cells": str,
     "school": str,
     "cohort": str,
     "pandemic_cohorts": list,
@@ -131,6 +132,19 @@ def _input(study: Study, base: Path, key: str, name: str, options: ReadOptions) 
     study.inputs.append((key, path.name, checksum(path), len(table.frame)))
     study.notes += table.notes
     return table.frame
+
+
+def _cells(study: Study, base: Path, name: str) -> Any:
+    """Released cell statistics named by ``recovery.cells`` (read once; listed among the inputs)."""
+    from edueffects.recovery import read_cells
+
+    path = (base / name).resolve()
+    if not path.exists():
+        raise InputError("study file: key '{0}': file '{1}' does not exist", "recovery.cells", name)
+    with _section("recovery"):
+        cells = read_cells(path)
+    study.inputs.append(("recovery.cells", path.name, checksum(path), len(cells.frame)))
+    return cells
 
 
 def _options(section: dict[str, Any], given: ReadOptions, where: str) -> ReadOptions:
@@ -231,7 +245,9 @@ def add_meta(
     _tables_csv(study, "meta", {"coefficients": result.tidy(), **({"robust": rob.tidy()} if rob else {})})
 
 
-def add_recovery(study: Study, data: pd.DataFrame | str | Path, synthetic: bool = False, **options: Any) -> None:
+def add_recovery(study: Study, data: pd.DataFrame | str | Path | None, synthetic: bool = False, **options: Any) -> None:
+    """A learning-recovery model on a student table (``data``) or on released cell statistics
+    (``cells=``, a path or a :class:`~edueffects.recovery.ReleasedCells`)."""
     from edueffects.recovery import recovery
 
     with _section("recovery"):
@@ -313,7 +329,7 @@ def demo(out: Path, language: Language, quiet: bool = False) -> Path:
 def _inputs_of(path: Path, spec: dict[str, Any]) -> list[Path]:
     """The study file and every table it names (that the report must never overwrite)."""
     names = [spec.get("soma", {}).get(k) for k in ("effects", "studies", "amstar")]
-    names.append(spec.get("recovery", {}).get("data"))
+    names += [spec.get("recovery", {}).get("data"), spec.get("recovery", {}).get("cells")]
     names.append(spec.get("meta", {}).get("data"))
     return [path, *((path.parent / n) for n in names if isinstance(n, str))]
 
@@ -344,6 +360,15 @@ def _check_sections(spec: dict[str, Any]) -> None:
     if "recovery" in spec:
         r = spec["recovery"]
         _check_keys(r, RECOVERY_KEYS, "recovery")
+        if "cells" in r:
+            if "data" in r:
+                raise InputError("study file: give 'recovery.data' (student records) or 'recovery.cells' (released "
+                                 "cell statistics), not both")  # fmt: skip
+            for key in ("decimal", "encoding", "drop_missing", "pre", "post", "score", "student", "occasion"):
+                if key in r:
+                    raise InputError("study file: key 'recovery.{0}' does not apply to released cells "
+                                     "('recovery.cells')", key)  # fmt: skip
+            return
         for key in ("data", "school", "cohort", "pandemic_cohorts", "moderators"):
             if key not in r:
                 raise InputError("study file: key 'recovery.{0}' is missing", key)
@@ -425,15 +450,18 @@ def run_study(
         if "recovery" in spec:
             step(lang("learning-recovery model"))
             r = dict(spec["recovery"])
-            read = _options(r, given, "recovery")
-            drop = drop_missing or bool(r.pop("drop_missing", False))
-            r.pop("decimal", None)
-            r.pop("encoding", None)
-            data = _input(study, base, "recovery.data", r.pop("data"), read)
-            if drop:
-                data, counts, rows = drop_missing_rows(data, _recovery_columns(r))
-                _dropped(study, "recovery.data", counts, rows)
-            add_recovery(study, data, **r)
+            if "cells" in r:
+                add_recovery(study, None, cells=_cells(study, base, r.pop("cells")), **r)
+            else:
+                read = _options(r, given, "recovery")
+                drop = drop_missing or bool(r.pop("drop_missing", False))
+                r.pop("decimal", None)
+                r.pop("encoding", None)
+                data = _input(study, base, "recovery.data", r.pop("data"), read)
+                if drop:
+                    data, counts, rows = drop_missing_rows(data, _recovery_columns(r))
+                    _dropped(study, "recovery.data", counts, rows)
+                add_recovery(study, data, **r)
         step(lang("writing the report"))
         return write(study, target)
     finally:
