@@ -480,6 +480,7 @@ def _run_recovery(args: argparse.Namespace) -> int:
         "standardize": args.standardize,
         "sesoi": args.sesoi,
         "cells": args.cells,
+        "missing": "drop" if args.drop_missing else "error",
     }
     from edueffects.progress import progress_reporter
 
@@ -510,9 +511,13 @@ def _run_recovery(args: argparse.Namespace) -> int:
             results[""].to_dict() if "" in results else {"domains": {k: v.to_dict() for k, v in results.items()}}
         )
         if reading is not None:
-            payload["input"] = _input_record(
-                args.file, reading.rows, reading.rows_dropped, dict(reading.missing), reading_notes(reading)
-            )
+            # rows dropped on reading, and by the engine (a long model of a wide table: no score at all)
+            missing = dict(reading.missing)
+            for res in results.values():
+                for column, n in res.missing.items():
+                    missing[column] = missing.get(column, 0) + n
+            dropped = reading.rows_dropped + sum(res.rows_dropped for res in results.values())
+            payload["input"] = _input_record(args.file, reading.rows, dropped, missing, reading_notes(reading))
         write_json(payload, args.json)
         if args.json == "-":
             return 0
@@ -535,7 +540,9 @@ def _recovery_source(args: argparse.Namespace) -> tuple[Any, Source | None]:
         return args.file, None
     columns: list[str] = []
     if args.drop_missing:
-        for value in (args.school, args.cohort, args.moderators, args.pre, args.post, args.student,
+        # a long model of a wide table uses students with one score: the engine drops those with none
+        scores = [] if args.long and not args.occasion else [args.pre, args.post]
+        for value in (args.school, args.cohort, args.moderators, *scores, args.student,
                       args.occasion, args.score, args.domain):  # fmt: skip
             columns += value if isinstance(value, list) else [value] if value else []
     source = open_source(args.file, read_options(args), drop_missing=columns)

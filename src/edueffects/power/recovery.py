@@ -10,24 +10,33 @@ is the share of replicates with p < alpha (model-based Satterthwaite test), with
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import pandas as pd
 
 from edueffects.core.equivalence import DetectableEffect
 from edueffects.core.errors import InputError
+from edueffects.recovery import checks
 from edueffects.recovery.data import CellTable
 from edueffects.recovery.fit import model_pvalues, recovery
 from edueffects.recovery.model import build
 from edueffects.recovery.result import RecoveryResult
 from edueffects.simulate import recovery as simulate_state
+from edueffects.simulate.recovery import RecoveryDesign
 
 MODERATOR_FIELDS = {"ses": "ddd_ses", "nongerman": "ddd_nongerman", "lost_days": "ddd_lost_days"}
+MAX_REPS = 1_000_000  # simulations per MDE
+SEED_STRIDE = 10_000  # replicate r of effect i has seed + SEED_STRIDE i + r: at most this many replicates
+MAX_EFFECTS = 1_000  # effect sizes of one power curve
+MAX_SEED = 2**32 - 1
+# true DDD effects beyond this many score SDs per unit of the moderator are not a question of power
+MAX_EFFECT = 100.0
 
 
 @dataclass(frozen=True)
@@ -89,12 +98,19 @@ def power_curve(
     **design: object,
 ) -> PowerCurve:
     """Power of each DDD effect for a grid of true effects of ``moderator`` (``design``: simulator settings)."""
-    if moderator not in MODERATOR_FIELDS:
+    if not isinstance(moderator, str) or moderator not in MODERATOR_FIELDS:
         raise InputError("moderator '{0}' is not simulated (choose from {1})", moderator, ", ".join(MODERATOR_FIELDS))
-    if reps < 2 or not effects:
-        raise InputError("power needs at least 2 replicates and one effect size")
+    effects = _effects(effects)
+    reps = checks.whole("reps", reps, 2, SEED_STRIDE)
+    alpha = checks.probability("alpha", alpha)
+    seed = checks.whole("seed", seed, 0, MAX_SEED)
+    if workers is not None:
+        workers = checks.whole("workers", workers, 1, 4096)
+    if progress is not None and not callable(progress):
+        raise InputError("progress must be a function of (done, total) or None (got {0})", repr(progress))
+    _check_design(design)
     jobs = [
-        (float(e), seed + 10_000 * i + r, dict(design), moderator, alpha)
+        (float(e), seed + SEED_STRIDE * i + r, dict(design), moderator, alpha)
         for i, e in enumerate(effects)
         for r in range(reps)
     ]
@@ -119,6 +135,43 @@ def power_curve(
     return PowerCurve(
         moderator=moderator, effects=tuple(float(e) for e in effects), reps=reps, alpha=alpha, table=table
     )
+
+
+def _effects(effects: object) -> list[float]:
+    """True DDD effects: a non-empty list of finite numbers within +/-MAX_EFFECT."""
+    if isinstance(effects, str) or not isinstance(effects, Sequence) or not 1 <= len(effects) <= MAX_EFFECTS:
+        raise InputError("effects must be a list of 1 to {0} numbers (got {1})", MAX_EFFECTS, repr(effects))
+    out = []
+    for value in effects:
+        number = checks.real(value)
+        if number is None or not math.isfinite(number):
+            raise InputError("effect {0} is not a finite number", repr(value))
+        if abs(number) > MAX_EFFECT:
+            raise InputError(
+                "effect {0:g} lies outside +/-{1:g} (score SDs per unit of the moderator)", number, MAX_EFFECT
+            )
+        out.append(number)
+    return out
+
+
+def _check_design(design: dict[str, object]) -> None:
+    """The simulator's settings, checked here once instead of in every worker process. The cohorts and
+    domains are those the replicates are fitted with; they are not settings of a power curve."""
+    known = {f.name for f in fields(RecoveryDesign)} - {"cohorts", "pandemic_cohorts", "domains"}
+    unknown = sorted(set(design) - known)
+    if unknown:
+        raise InputError("unknown simulation setting(s): {0}", ", ".join(unknown))
+    for key, value in design.items():
+        if key == "n_schools":
+            checks.whole(key, value, 2, 10_000_000)
+            continue
+        if key == "students_per_school":
+            checks.positive_number(key, value)
+        low, high = (0.0, 1e5) if key == "students_per_school" else (0.0 if key.startswith("sd_") else -MAX_EFFECT,
+                                                                      MAX_EFFECT)  # fmt: skip
+        number = checks.real(value)
+        if number is None or not low <= number <= high:
+            raise InputError("{0} must be a number from {1:g} to {2:g} (got {3})", key, low, high, repr(value))
 
 
 def terminal_progress(quiet: bool = False) -> Callable[[int, int], None] | None:
@@ -147,6 +200,9 @@ def simulated_power_at_mdes(result: RecoveryResult, reps: int = 200, seed: int =
     term set to its analytic MDE — cell mean ``~ N(x b + u_school + u_cell, s2_e / n)``, within-cell sum
     of squares ``~ s2_e chi2(n - 1)`` — refitted, and the share of p < alpha is reported.
     """
+    _check_result(result)
+    reps = checks.whole("reps", reps, 1, MAX_REPS)
+    seed = checks.whole("seed", seed, 0, MAX_SEED)
     if result.model != "gain":
         raise InputError("the simulation check of the MDE is available for the gain model")
     rng = np.random.default_rng(seed)
@@ -179,9 +235,17 @@ def simulated_power_at_mdes(result: RecoveryResult, reps: int = 200, seed: int =
     return tuple(out)
 
 
+def _check_result(result: object) -> None:
+    if not isinstance(result, RecoveryResult):
+        raise InputError("the MDE check needs a fitted recovery model (got {0})", type(result).__name__)
+    if result.plausible_values > 1:
+        raise InputError("the simulation check of the MDE is not available for results pooled over plausible values")
+
+
 def check_mdes(result: RecoveryResult, reps: int, seed: int = 1) -> RecoveryResult:
     """``result`` with each MDE entry's ``simulated_power_at_mdes`` from ``reps`` simulations
-    (:func:`simulated_power_at_mdes`; gain model); ``reps < 1`` returns ``result`` unchanged."""
-    if reps < 1:
+    (:func:`simulated_power_at_mdes`; gain model); ``reps = 0`` returns ``result`` unchanged."""
+    _check_result(result)
+    if checks.whole("reps", reps, 0, MAX_REPS) == 0:
         return result
     return replace(result, mdes=simulated_power_at_mdes(result, reps=reps, seed=seed))

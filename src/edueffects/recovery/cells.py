@@ -303,7 +303,7 @@ def cell_table(
     if kind == "gain":
         lacking = int(part.loc[~both, "n"].sum())
         if lacking:
-            before, after = _score_names(roles, pv)
+            before, after = score_names(roles, pv)
             raise InputError(
                 "{0} student(s) lack a score in '{1}' or '{2}': the gain model needs both "
                 "(the long model, --long, uses students with one occasion); nothing was dropped",
@@ -346,7 +346,7 @@ def cell_table(
     return finish_cells(out, spec, n_students, n_rows, occasion_label, notes, merged=cells.pooled)
 
 
-def _score_names(roles: CellRoles, pv: int) -> tuple[str, str]:
+def score_names(roles: CellRoles, pv: int) -> tuple[str, str]:
     if roles.occasion is None:
         return roles.pre[pv - 1], roles.post[pv - 1]
     return roles.score[pv - 1], roles.score[pv - 1]

@@ -9,7 +9,7 @@ too and ends in one :class:`InputError` line naming the column, the school or th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 from edueffects.core.jet import Array
 
 ModelKind = Literal["gain", "long_linked", "long_unlinked"]
+# scores and moderators beyond +/-LARGEST are refused before their sums of squares lose meaning or overflow
+LARGEST = 1e8
+# a moderator whose mean across schools exceeds its SD this many times is refused: the design is too ill-conditioned
+CENTRING_RATIO = 1e3
+ROW = "__edueffects_row__"
 NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
            "FLOAT", "DOUBLE", "REAL", "DECIMAL")  # fmt: skip
 
@@ -43,6 +48,8 @@ class RecoverySpec:
     score: str | None = None
     long: bool = False
     domain: tuple[str, str] | None = None
+    # rows to drop for missing values: (label, SQL condition that is true when the row misses it)
+    drop: tuple[tuple[str, str], ...] = ()
 
     @property
     def kind(self) -> ModelKind:
@@ -68,6 +75,8 @@ class CellTable:
     dose: tuple[str, ...]
     occasion_label: str
     notes: tuple[str, ...]
+    missing: dict[str, int] = field(default_factory=dict)  # missing values per column, rows dropped on request
+    rows_dropped: int = 0
 
 
 def _quote(name: str) -> str:
@@ -78,31 +87,51 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def connect(data: pd.DataFrame | str | Path, domain: tuple[str, str] | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the student table as view ``src`` (one domain's rows if given)."""
+def connect(
+    data: pd.DataFrame | str | Path, domain: tuple[str, str] | None = None
+) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+    """A DuckDB connection with the student table as view ``src`` (one domain's rows if given), and the
+    conditions that select those rows (see :func:`_scope`)."""
     con = _connect_all(data)
+    conditions: list[str] = []
     if domain is not None:
         column, value = domain
         types = {str(r[0]) for r in con.execute("DESCRIBE src_all").fetchall()}
         if column not in types:
             raise InputError("domain column '{0}' not found", column)
-        con.execute(
-            f"CREATE TEMP VIEW src AS SELECT * FROM src_all WHERE CAST({_quote(column)} AS VARCHAR) = {_literal(value)}"
-        )
-    else:
-        con.execute("CREATE TEMP VIEW src AS SELECT * FROM src_all")
-    return con
+        conditions.append(f"CAST({_quote(column)} AS VARCHAR) = {_literal(value)}")
+    _scope(con, conditions)
+    return con, conditions
 
 
-def domains(data: pd.DataFrame | str | Path, column: str) -> list[str]:
-    """The distinct values of a domain column (e.g. reading, maths), sorted."""
+def _scope(con: duckdb.DuckDBPyConnection, conditions: Sequence[str]) -> None:
+    """Views of the rows that meet ``conditions``: ``src`` (the fit's rows) and ``src_rows`` (the same
+    with their row numbers in the student table, for messages; computed only when asked)."""
+    where = " AND ".join(f"({c})" for c in conditions) or "true"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW src AS SELECT * FROM src_all WHERE {where}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW src_rows AS SELECT * FROM "
+        f"(SELECT row_number() OVER () AS {ROW}, * FROM src_all) WHERE {where}"
+    )
+
+
+def _rows(con: duckdb.DuckDBPyConnection, condition: str, limit: int = 1) -> list[int]:
+    """Row numbers (1 = the first row of the student table) of the fit's rows that meet ``condition``."""
+    found = con.execute(f"SELECT {ROW} FROM src_rows WHERE {condition} ORDER BY {ROW} LIMIT {limit}").fetchall()
+    return [int(r[0]) for r in found]
+
+
+def domains(data: pd.DataFrame | str | Path, column: str) -> tuple[list[str], int]:
+    """The distinct values of a domain column (e.g. reading, maths), sorted, and the rows without one."""
     con = _connect_all(data)
     types = {str(r[0]) for r in con.execute("DESCRIBE src_all").fetchall()}
     if column not in types:
         raise InputError("domain column '{0}' not found", column)
-    rows = con.execute(f"SELECT DISTINCT CAST({_quote(column)} AS VARCHAR) AS d FROM src_all ORDER BY d").fetchall()
+    rows = con.execute(
+        f"SELECT CAST({_quote(column)} AS VARCHAR) AS d, count(*) FROM src_all GROUP BY d ORDER BY d"
+    ).fetchall()
     con.close()
-    return [str(r[0]) for r in rows if r[0] is not None]
+    return [str(r[0]) for r in rows if r[0] is not None], sum(int(r[1]) for r in rows if r[0] is None)
 
 
 @cache
@@ -185,8 +214,118 @@ def _check_nulls(con: duckdb.DuckDBPyConnection, columns: Sequence[str], spec: R
                 con, f"SELECT CAST({_quote(spec.school)} AS VARCHAR) FROM src WHERE {_quote(col)} IS NULL LIMIT 1"
             )
             raise InputError(
-                "column '{0}' is missing in {1} row(s) (first in school {2}); nothing was dropped", col, n, where
+                "column '{0}' is missing in {1} row(s) (first in school {2}); nothing was dropped "
+                "(missing='drop' or --drop-missing drops them and counts them)",
+                col,
+                n,
+                where,
             )
+
+
+def _double(column: str | None) -> str:
+    return f"CAST({_quote(column or '')} AS DOUBLE)"
+
+
+def _largest(expression: str, alias: str) -> str:
+    """A cell's largest |value| (NaN if one is NaN, 0 if all are missing)."""
+    return f"coalesce(max(abs({expression})), 0) AS {alias}"
+
+
+def drop_conditions(specs: Sequence[RecoverySpec]) -> tuple[tuple[str, str], ...]:
+    """What drops a row under ``missing="drop"``: a missing value in a column the model needs, in any of
+    the fits ``specs`` (one per plausible value: every fit keeps the same students). A long model of a
+    wide table uses students with one score; it drops those with neither."""
+    columns: list[str] = []
+    pairs: list[tuple[str, str]] = []
+    for spec in specs:
+        columns += [spec.school, spec.cohort, *spec.moderators]
+        columns += [c for c in (spec.student, spec.occasion, spec.score) if c]
+        if spec.pre and spec.post:
+            if spec.long:
+                pairs.append((spec.pre, spec.post))
+            else:
+                columns += [spec.pre, spec.post]
+    out = [(c, f"{_quote(c)} IS NULL") for c in dict.fromkeys(columns)]
+    out += [(f"{pre} & {post}", f"{_quote(pre)} IS NULL AND {_quote(post)} IS NULL") for pre, post in pairs]
+    return tuple(out)
+
+
+def _drop_missing(
+    con: duckdb.DuckDBPyConnection, conditions: list[str], spec: RecoverySpec, data: object
+) -> tuple[dict[str, int], int]:
+    """Under ``missing="drop"``: the missing values per column of the fit's rows (one scan) and the rows
+    dropped; the views then hold the complete rows. A source read with these columns dropped
+    (``--drop-missing``) has none left: it is not scanned again."""
+    if not spec.drop:
+        return {}, 0
+    from edueffects.io import Source
+
+    if isinstance(data, Source) and {label for label, _ in spec.drop} <= set(data.drop_missing):
+        return {}, 0
+    any_missing = " OR ".join(f"({condition})" for _, condition in spec.drop)
+    parts = [f"count(*) FILTER (WHERE {condition})" for _, condition in spec.drop]
+    row = con.execute(f"SELECT count(*), {', '.join(parts)}, count(*) FILTER (WHERE {any_missing}) FROM src").fetchone()
+    assert row is not None
+    total, dropped = int(row[0]), int(row[-1])
+    counts = {label: int(n) for (label, _), n in zip(spec.drop, row[1:-1], strict=True)}
+    if dropped and dropped == total:
+        listed = ", ".join(f"{label} {n}" for label, n in counts.items() if n)
+        raise InputError("every row misses a value the model needs ({0}): nothing is left to fit", listed)
+    if dropped:
+        conditions.append(f"NOT ({any_missing})")
+        _scope(con, conditions)
+    return counts, dropped
+
+
+def _check_scores(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, scores: Sequence[tuple[str, str]]) -> None:
+    """Every score finite and within +/-LARGEST (``frame`` holds each cell's largest |score|), or one line
+    naming the column and the first row beyond."""
+    for column, alias in scores:
+        largest = frame[alias].to_numpy(np.float64)
+        if bool((largest <= LARGEST).all()):  # NaN compares False
+            continue
+        col = _double(column)
+        # DuckDB orders NaN above every number, but may skip row groups of a Parquet file whose statistics
+        # leave NaN out: isfinite and the text of the value are not judged from statistics
+        rows = _rows(con, f"NOT isfinite({col}) OR CAST({col} AS VARCHAR) = 'nan' OR NOT (abs({col}) <= {LARGEST!r})")
+        assert rows, column
+        value = float(str(_scalar(con, f"SELECT {col} FROM src_rows WHERE {ROW} = {rows[0]}")))
+        if not np.isfinite(value):
+            raise InputError("column '{0}' row {1}: {2} is not a finite number", column, rows[0], value)
+        raise InputError(
+            "column '{0}' row {1}: {2:g} lies outside the range this program can compute with (|score| <= {3:g}); "
+            "rescale the column",
+            column,
+            rows[0],
+            value,
+            LARGEST,
+        )
+
+
+def _check_one_row_per_student(con: duckdb.DuckDBPyConnection, spec: RecoverySpec) -> None:
+    """A wide table with student ids holds each student once: a student counted twice makes the
+    standard errors too small. One aggregate; the first repeated id and its rows are named."""
+    if not spec.student:
+        return
+    student = _quote(spec.student)
+    repeated = int(str(_scalar(con, f"SELECT count({student}) - count(DISTINCT {student}) FROM src")))
+    if not repeated:
+        return
+    found = con.execute(
+        f"SELECT CAST({student} AS VARCHAR), list({ROW} ORDER BY {ROW}) FROM src_rows WHERE {student} IS NOT NULL "
+        f"GROUP BY {student} HAVING count(*) > 1 ORDER BY min({ROW}) LIMIT 1"
+    ).fetchone()
+    assert found is not None
+    rows = [int(r) for r in found[1]]
+    listed = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+    raise InputError(
+        "column '{0}': student {1} appears in rows {2} ({3} repeated row(s) in all); a table with one row per "
+        "student must hold each student once (or fit the long model: --long with --occasion and --score)",
+        spec.student,
+        found[0],
+        listed,
+        repeated,
+    )
 
 
 def cohort_label(value: object) -> str:
@@ -264,6 +403,70 @@ def _check_moderators(frame: pd.DataFrame, spec: RecoverySpec) -> tuple[str, ...
     return tuple(dose)
 
 
+def _check_finite(frame: pd.DataFrame, spec: RecoverySpec) -> None:
+    """Moderators finite and within +/-LARGEST, cell statistics finite: one line naming the moderator or
+    statistic and the school, before anything squares them."""
+    for mod in spec.moderators:
+        values = frame[[f"min_{mod}", f"max_{mod}"]].to_numpy(np.float64)
+        inside = np.abs(values) <= LARGEST  # NaN compares False
+        if inside.all():
+            continue
+        i, j = np.argwhere(~inside)[0]
+        value, school = float(values[i, j]), frame["school"].iloc[i]
+        if not np.isfinite(value):
+            raise InputError("moderator '{0}' is not a finite number in school {1} ({2})", mod, school, value)
+        raise InputError(
+            "moderator '{0}' holds {1:g} in school {2}, outside the range this program can compute with "
+            "(|moderator| <= {3:g}); rescale it (e.g. in thousands)",
+            mod,
+            value,
+            school,
+            LARGEST,
+        )
+    stats = [c for c in ("sum", "sumsq", "s0", "s1", "ss0", "ss1", "s01") if c in frame.columns]
+    finite = np.isfinite(frame[stats].to_numpy(np.float64))
+    if not finite.all():
+        i, j = np.argwhere(~finite)[0]
+        raise InputError("cell statistic '{0}' of school {1} is not a finite number", stats[j], frame["school"].iloc[i])
+
+
+def _check_design(frame: pd.DataFrame, spec: RecoverySpec, dose: Sequence[str]) -> None:
+    """Enough schools for the school-level coefficients (and the school variance and CR2 tests beside
+    them); every moderator varying across schools, and not so far from zero for its spread that the
+    design cannot be solved."""
+    n_schools = int(frame["school"].nunique())
+    needed = len(spec.moderators) + 2
+    if n_schools < needed:
+        raise InputError(
+            "{0} schools are too few for {1} school-level moderator(s): the model needs at least {2} schools "
+            "(one more than its school-level coefficients, for the school variance and the cluster-robust tests)",
+            n_schools,
+            len(spec.moderators),
+            needed,
+        )
+    pandemic = frame["pandemic"].to_numpy() == 1
+    for mod in spec.moderators:
+        rows = frame.loc[pandemic] if mod in dose else frame
+        values = rows.groupby("school")[mod].first().to_numpy(np.float64)
+        lo, hi = float(values.min()), float(values.max())
+        if lo == hi:
+            raise InputError(
+                "moderator '{0}' has the same value ({1:g}) in every school: its effect cannot be estimated; "
+                "leave it out",
+                mod,
+                lo,
+            )
+        mean, sd = float(values.mean()), float(values.std())
+        if abs(mean) > CENTRING_RATIO * sd:
+            raise InputError(
+                "moderator '{0}' varies little across schools for its size (mean {1:g}, SD {2:g}): the model cannot "
+                "be solved accurately; subtract a constant near its mean (centre it)",
+                mod,
+                mean,
+                sd,
+            )
+
+
 def _checksum(*values: str) -> str:
     """A cell's ``checksum`` column: the sum of the rows' hashes of ``values`` (as DOUBLE, so that a
     file and a DataFrame of the same numbers agree), modulo a prime below 2^53.
@@ -278,8 +481,9 @@ def _checksum(*values: str) -> str:
 
 def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
     """Validate the student table and aggregate it into the cells of the requested model."""
-    con = connect(data, spec.domain)
+    con, conditions = connect(data, spec.domain)
     _check_columns(con, spec)
+    missing, dropped = _drop_missing(con, conditions, spec, data)
     key_cols = [spec.school, spec.cohort, *spec.moderators]
     if spec.long and spec.occasion:
         key_cols += [spec.occasion, spec.score or ""] + ([spec.student] if spec.student else [])
@@ -293,28 +497,41 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
         f", min({_quote(m)}) AS {_quote('min_' + m)}, max({_quote(m)}) AS {_quote('max_' + m)}" for m in spec.moderators
     ) + "".join(f", count(*) FILTER (WHERE {_quote(c)} IS NULL) AS {_quote('null_' + c)}" for c in counted)
     notes: list[str] = []
+    if dropped:
+        listed = ", ".join(f"{column} {n}" for column, n in missing.items() if n)
+        notes.append(Message("{0} row(s) with missing values dropped (missing values per column: {1})", dropped,
+                             listed))  # fmt: skip
     occasion_label = spec.occasion or "post"
+    # scores as DOUBLE: integer columns would overflow in the squares; the largest |score| per cell is
+    # kept to refuse values beyond LARGEST (and NaN or infinity) before anything is fitted
+    scores: list[tuple[str, str]] = []  # (column, alias of its largest absolute value)
     if spec.kind == "gain":
-        pre, post = _quote(spec.pre or ""), _quote(spec.post or "")
+        pre, post = _double(spec.pre), _double(spec.post)
         gain = f"({post} - {pre})"
+        scores = [(spec.pre or "", "abs_0"), (spec.post or "", "abs_1")]
         frame = con.execute(
             f"SELECT {school} AS school, {cohort} AS cohort, count(*) AS rows, count({gain}) AS n, "
-            f"sum({gain}) AS sum, sum({gain} * {gain}) AS sumsq, {_checksum(gain)}{mods_sql} "
+            f"sum({gain}) AS sum, sum({gain} * {gain}) AS sumsq, {_checksum(gain)}, "
+            f"{_largest(pre, 'abs_0')}, {_largest(post, 'abs_1')}{mods_sql} "
             f"FROM src GROUP BY {school}, {cohort} ORDER BY {school}, {cohort}"
         ).df()
-        missing = int((frame["rows"] - frame["n"]).sum())
-        if missing:
+        lacking = int((frame["rows"] - frame["n"]).sum())
+        if lacking:
             raise InputError(
                 "{0} student(s) lack a score in '{1}' or '{2}': the gain model needs both "
-                "(the long model, --long, uses students with one occasion); nothing was dropped",
-                missing,
+                "(the long model, --long, uses students with one occasion); nothing was dropped "
+                "(missing='drop' or --drop-missing drops them and counts them)",
+                lacking,
                 spec.pre,
                 spec.post,
             )
+        _check_scores(con, frame, scores)
+        _check_one_row_per_student(con, spec)
         n_rows = n_students = int(frame["rows"].sum())
     elif spec.kind == "long_linked":
         if spec.occasion:
-            occ, score, student = _quote(spec.occasion), _quote(spec.score or ""), _quote(spec.student or "")
+            occ, score, student = _quote(spec.occasion), _double(spec.score), _quote(spec.student or "")
+            scores = [(spec.score or "", "abs_0"), (spec.score or "", "abs_1")]
             values = [r[0] for r in con.execute(f"SELECT DISTINCT {occ} FROM src ORDER BY 1").fetchall()]
             if len(values) != 2:
                 raise InputError("column '{0}' must hold exactly two occasions (found {1})", spec.occasion, len(values))
@@ -330,8 +547,9 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
             )
             notes.append(Message("occasion '{0}': {1} = before, {2} = after", spec.occasion, values[0], values[1]))
         else:
-            pre, post = _quote(spec.pre or ""), _quote(spec.post or "")
+            pre, post = _double(spec.pre), _double(spec.post)
             students_sql = f"SELECT *, 2 AS homes, 1 AS n0, 1 AS n1, {pre} AS y0, {post} AS y1 FROM src"
+            scores = [(spec.pre or "", "abs_0"), (spec.post or "", "abs_1")]
         frame = con.execute(
             f"WITH s AS ({students_sql}) "
             f"SELECT {school} AS school, {cohort} AS cohort, "
@@ -339,10 +557,14 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
             "count(*) FILTER (WHERE homes > 2) AS moved, count(*) FILTER (WHERE n0 > 1 OR n1 > 1) AS repeated, "
             f"{_checksum('y0', 'y1')}, "
             "coalesce(sum(y0), 0) AS s0, coalesce(sum(y1), 0) AS s1, coalesce(sum(y0 * y0), 0) AS ss0, "
-            f"coalesce(sum(y1 * y1), 0) AS ss1, coalesce(sum(y0 * y1), 0) AS s01{mods_sql} "
+            f"coalesce(sum(y1 * y1), 0) AS ss1, coalesce(sum(y0 * y1), 0) AS s01, "
+            f"{_largest('y0', 'abs_0')}, {_largest('y1', 'abs_1')}{mods_sql} "
             f"FROM s GROUP BY {school}, {cohort}, pre_n, post_n ORDER BY {school}, {cohort}, pre_n, post_n"
         ).df()
         _linked_checks(con, frame, spec)
+        _check_scores(con, frame, scores)
+        if not spec.occasion:
+            _check_one_row_per_student(con, spec)
         n_students = int(frame.r.sum())
         n_rows = int(str(_scalar(con, "SELECT count(*) FROM src")))
         one = int(frame.loc[frame.pre_n + frame.post_n == 1, "r"].sum())
@@ -351,7 +573,7 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
                 Message("{0} student(s) with one occasion are used (they inform the student-level variance)", one)
             )
     else:
-        occ, score = _quote(spec.occasion or ""), _quote(spec.score or "")
+        occ, score = _quote(spec.occasion or ""), _double(spec.score)
         values = [r[0] for r in con.execute(f"SELECT DISTINCT {occ} FROM src ORDER BY 1").fetchall()]
         if len(values) != 2:
             raise InputError("column '{0}' must hold exactly two occasions (found {1})", spec.occasion, len(values))
@@ -359,17 +581,21 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
         frame = con.execute(
             f"SELECT {school} AS school, {cohort} AS cohort, "
             f"CASE WHEN CAST({occ} AS VARCHAR) = {low} THEN 0 ELSE 1 END AS occasion, count(*) AS n, "
-            f"sum({score}) AS sum, sum({score} * {score}) AS sumsq, {_checksum(score)}{mods_sql} "
+            f"sum({score}) AS sum, sum({score} * {score}) AS sumsq, {_checksum(score)}, "
+            f"{_largest(score, 'abs_0')}{mods_sql} "
             f"FROM src GROUP BY {school}, {cohort}, occasion ORDER BY {school}, {cohort}, occasion"
         ).df()
+        scores = [(spec.score or "", "abs_0")]
+        _check_scores(con, frame, scores)
         n_rows = n_students = int(frame["n"].sum())
         notes.append(Message("occasion '{0}': {1} = before, {2} = after", spec.occasion, values[0], values[1]))
     null_cols = [c for c in frame.columns if str(c).startswith("null_")]
     if frame["school"].isna().any() or frame["cohort"].isna().any() or bool(frame[null_cols].to_numpy().sum()):
         _check_nulls(con, key_cols, spec)
-    frame = frame.drop(columns=null_cols)
+    frame = frame.drop(columns=[*null_cols, *dict.fromkeys(alias for _, alias in scores)])
     con.close()
-    return finish_cells(frame, spec, n_students, n_rows, occasion_label, notes)
+    cells = finish_cells(frame, spec, n_students, n_rows, occasion_label, notes)
+    return replace(cells, missing=missing, rows_dropped=dropped)
 
 
 def finish_cells(
@@ -390,7 +616,9 @@ def finish_cells(
     if frame["school"].nunique() < 2:
         raise InputError("column '{0}' has a single school: school-level moderators need many schools", spec.school)
     frame["pandemic"] = _pandemic_flags(frame["cohort"], spec, merged or {})
+    _check_finite(frame, spec)
     dose = _check_moderators(frame, spec)
+    _check_design(frame, spec, dose)
     for mod in dose:
         notes.append(
             Message(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from numbers import Integral, Real
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -14,15 +16,26 @@ from edueffects.core.errors import InputError, Message, Phrase
 from edueffects.core.inference import coefficient_table
 from edueffects.core.jet import Array
 from edueffects.core.nested import Evaluation, maximize
-from edueffects.core.results import FitRecord
+from edueffects.core.results import FitRecord, normalize_level
 from edueffects.core.robust import RobustCovariance, cr2
-from edueffects.recovery.cells import ReleasedCells, cell_table, read_cells, released_note
-from edueffects.recovery.data import CellTable, RecoverySpec, aggregate, domains, standardize_moderators
+from edueffects.recovery import checks
+from edueffects.recovery.cells import ReleasedCells, cell_table, read_cells, released_note, score_names
+from edueffects.recovery.data import (
+    CellTable,
+    RecoverySpec,
+    aggregate,
+    cohort_label,
+    domains,
+    drop_conditions,
+    standardize_moderators,
+)
 from edueffects.recovery.inference import ModelCovariance, satterthwaite_df
 from edueffects.recovery.model import ModelFrame, build, data_identity, start_values
 from edueffects.recovery.result import RecoveryResult
 
 FitMethod = Literal["REML", "ML"]
+MissingPolicy = Literal["error", "drop"]
+Options = tuple[FitMethod, bool, float, float, float, float]
 
 
 def recovery(
@@ -45,6 +58,7 @@ def recovery(
     level: float = 95.0,
     domain: tuple[str, str] | None = None,
     cells: str | Path | ReleasedCells | None = None,
+    missing: MissingPolicy = "error",
 ) -> RecoveryResult:
     """Fit the gain model (``pre``/``post``) or the long model (``long=True``) of a DDD design.
 
@@ -54,6 +68,9 @@ def recovery(
     interest for the equivalence tests (score units per unit, or per SD with ``standardize``).
     Several ``pre``/``post`` (or ``score``) columns are plausible values: one fit each, pooled with
     Rubin's rules. ``domain = (column, value)`` restricts the fit to one domain's rows.
+    ``missing="drop"`` drops the rows that miss a value the model needs (counted per column in the
+    result's ``missing``, ``rows_dropped`` and notes) instead of refusing them. ``alpha`` (equivalence
+    tests and MDEs) and ``power`` (MDEs) lie in (0, 1); ``level`` is a percent or a proportion.
 
     ``cells`` instead of ``data``: released cell statistics (a file written by
     ``edueffects recovery aggregate`` or :func:`edueffects.recovery.aggregate`). The fit is the one on
@@ -61,11 +78,15 @@ def recovery(
     moderators default to all it holds, the pandemic cohorts to those it was released with.
     The simulation check of the MDEs runs above the engine: ``edueffects.power.check_mdes(result, reps)``.
     """
-    if method not in ("REML", "ML"):
-        raise InputError("method '{0}' is not REML or ML", method)
-    if sesoi <= 0:
-        raise InputError("sesoi must be positive (got {0})", sesoi)
-    options = (method, standardize, sesoi, alpha, power, level)
+    options = _check_options(method, standardize, sesoi, alpha, power, level)
+    long = checks.flag("long", long)
+    if missing not in ("error", "drop"):
+        raise InputError("missing must be 'error' or 'drop' (got {0})", repr(missing))
+    school, cohort = checks.column("school", school), checks.column("cohort", cohort)
+    student, occasion = checks.column("student", student), checks.column("occasion", occasion)
+    moderators = checks.names("moderators", moderators)
+    pandemic_cohorts = _cohorts(pandemic_cohorts)
+    domain = _domain(domain)
     if (data is None) == (cells is None):
         raise InputError("give either a student table or a cells file (--cells), not both or neither")
     if cells is not None:
@@ -79,18 +100,20 @@ def recovery(
         raise InputError("name at least one school-level moderator (--moderators)")
     if not school or not cohort:
         raise InputError("name the school and cohort columns (--school, --cohort)")
-    pres, posts, scores = _columns(pre), _columns(post), _columns(score)
+    pres, posts, scores = checks.names("pre", pre), checks.names("post", post), checks.names("score", score)
     n_pv = max(len(pres), len(posts), len(scores), 1)
     for name, cols in (("pre", pres), ("post", posts), ("score", scores)):
         if cols and len(cols) != n_pv:
             raise InputError("'{0}' names {1} plausible value(s) but another score names {2}", name, len(cols), n_pv)
-    fits = []
-    for i in range(n_pv):
-        spec = RecoverySpec(
+    for before, after in zip(pres, posts, strict=False):
+        if before == after:
+            raise InputError("pre and post name the same column '{0}': every gain would be zero", before)
+    specs = [
+        RecoverySpec(
             school=school,
             cohort=cohort,
-            pandemic_cohorts=tuple(str(c) for c in pandemic_cohorts or ()),
-            moderators=tuple(moderators),
+            pandemic_cohorts=tuple(str(c) for c in pandemic_cohorts),
+            moderators=moderators,
             pre=pres[i] if pres else None,
             post=posts[i] if posts else None,
             student=student,
@@ -99,8 +122,48 @@ def recovery(
             long=long,
             domain=domain,
         )
-        fits.append(_fit_cells(aggregate(data, spec), spec, *options))
-    return fits[0] if n_pv == 1 else pool_plausible_values(fits, sesoi, alpha, power, level)
+        for i in range(n_pv)
+    ]
+    if missing == "drop":
+        drop = drop_conditions(specs)
+        specs = [replace(spec, drop=drop) for spec in specs]
+    fits = [_fit_cells(aggregate(data, spec), spec, *options) for spec in specs]
+    return fits[0] if n_pv == 1 else pool_plausible_values(fits, *options[2:])
+
+
+def _check_options(
+    method: object, standardize: object, sesoi: object, alpha: object, power: object, level: object
+) -> Options:
+    """The fit's options, range-checked (``level`` as a percent)."""
+    if method not in ("REML", "ML"):
+        raise InputError("method '{0}' is not REML or ML", method)
+    return (
+        method,
+        checks.flag("standardize", standardize),
+        checks.positive_number("sesoi", sesoi),
+        checks.probability("alpha", alpha),
+        checks.probability("power", power),
+        normalize_level(cast(float, level)),
+    )
+
+
+def _cohorts(value: object) -> tuple[str, ...]:
+    """Pandemic cohorts: one cohort or a list of them."""
+    if value is None:
+        return ()
+    if isinstance(value, str | Integral):
+        return (cohort_label(value),)
+    if not isinstance(value, Sequence) or not all(isinstance(v, str | Real) for v in value):
+        raise InputError("{0} must be a list of names (got {1})", "pandemic_cohorts", repr(value))
+    return tuple(v if isinstance(v, str) else cohort_label(v) for v in value)
+
+
+def _domain(value: object) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, tuple | list) or len(value) != 2 or not isinstance(value[0], str):
+        raise InputError("domain must be a pair (column, value) (got {0})", repr(value))
+    return (value[0], str(value[1]))
 
 
 def _recovery_from_cells(
@@ -111,7 +174,7 @@ def _recovery_from_cells(
     moderators: Sequence[str] | None,
     long: bool,
     domain: tuple[str, str] | None,
-    options: tuple[FitMethod, bool, float, float, float, float],
+    options: Options,
     student_columns: dict[str, object],
 ) -> RecoveryResult:
     """Every model the released cells support, fitted as on the students they hold."""
@@ -141,12 +204,18 @@ def _recovery_from_cells(
     )
     note = released_note(cells, value)
     fits = [
-        _fit_cells(cell_table(cells, spec, pv, value, ()), spec, *options, released=note)
+        _fit_cells(cell_table(cells, spec, pv, value, ()), spec, *options, released=note,
+                   scores=_released_scores(cells, pv))
         for pv in range(1, roles.n_pv + 1)
-    ]
+    ]  # fmt: skip
     method, standardize, sesoi, alpha, power, level = options
     del method, standardize
     return fits[0] if len(fits) == 1 else pool_plausible_values(fits, sesoi, alpha, power, level)
+
+
+def _released_scores(cells: ReleasedCells, pv: int) -> str:
+    before, after = score_names(cells.roles, pv)
+    return after if cells.roles.occasion is not None else f"{after} - {before}"
 
 
 def _cells_domain(cells: ReleasedCells, domain: tuple[str, str] | None) -> str | None:
@@ -183,7 +252,19 @@ def recovery_by_domain(
         }
     if data is None or domain is None:
         raise InputError("give either a student table or a cells file (--cells), not both or neither")
-    return {value: recovery(data, domain=(domain, value), **kwargs) for value in domains(data, domain)}  # type: ignore[arg-type]
+    values, lacking = domains(data, domain)
+    if lacking and kwargs.get("missing", "error") != "drop":
+        raise InputError(
+            "column '{0}' is missing in {1} row(s): they belong to no domain; nothing was dropped "
+            "(missing='drop' or --drop-missing drops them and counts them)",
+            domain,
+            lacking,
+        )
+    fits = {value: recovery(data, domain=(domain, value), **kwargs) for value in values}  # type: ignore[arg-type]
+    if not lacking:
+        return fits
+    note = Message("{0} row(s) without a value in the domain column '{1}' were dropped", lacking, domain)
+    return {value: replace(res, notes=(*res.notes, note)) for value, res in fits.items()}
 
 
 def model_pvalues(cells: CellTable, moderators: Sequence[str], method: FitMethod) -> dict[str, float]:
@@ -193,12 +274,6 @@ def model_pvalues(cells: CellTable, moderators: Sequence[str], method: FitMethod
     df = satterthwaite_df(ev, conv.at_boundary)
     table = coefficient_table(mf.names, ev.beta, np.sqrt(np.diag(ev.cov_beta)), df, 95.0)
     return dict(zip(mf.names, (float(p) for p in table.pval), strict=True))
-
-
-def _columns(value: str | Sequence[str] | None) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
 
 
 def _rubin(estimates: Array, variances: Array, df_complete: Array) -> tuple[Array, Array, Array]:
@@ -280,6 +355,8 @@ def pool_plausible_values(
         cells=first.cells,
         plausible_values=len(fits),
         released_cells=first.released_cells,
+        missing=dict(first.missing),
+        rows_dropped=first.rows_dropped,
     )
 
 
@@ -292,24 +369,19 @@ def _fit_cells(
     alpha: float,
     power: float,
     level: float,
-    released: str | None = None,
+    released: Message | None = None,
+    scores: str | None = None,
 ) -> RecoveryResult:
     moderators = spec.moderators
     notes = list(cells.notes)
     if released is not None:
         notes.insert(0, released)
     if standardize:
-        cells = type(cells)(
-            kind=cells.kind,
-            frame=standardize_moderators(cells.frame, moderators, cells.dose),
-            n_students=cells.n_students,
-            n_rows=cells.n_rows,
-            dose=cells.dose,
-            occasion_label=cells.occasion_label,
-            notes=cells.notes,
-        )
+        cells = replace(cells, frame=standardize_moderators(cells.frame, moderators, cells.dose))
         notes.append(Message("moderators standardised across schools: effects are per SD of the school factor"))
     mf = build(cells, moderators, method)
+    _check_rank(mf, moderators)
+    _check_variation(cells, scores or _score_label(spec))
     ev, conv = maximize(mf.design, method, start_values(cells, mf))
     warnings: list[Message] = []
     if not conv.converged:
@@ -368,6 +440,55 @@ def _fit_cells(
         model_covariance=model_cov,
         robust_covariance=rc,
         released_cells=released is not None,
+        missing=dict(cells.missing),
+        rows_dropped=cells.rows_dropped,
+    )
+
+
+def _score_label(spec: RecoverySpec) -> str:
+    if spec.pre and spec.post:
+        return f"{spec.post} - {spec.pre}"
+    return spec.score or ""
+
+
+def _check_rank(mf: ModelFrame, moderators: Sequence[str]) -> None:
+    """Every coefficient estimable: no column of the design a combination of the ones before it
+    (moderators collinear across schools). One line naming the moderator."""
+    x = mf.block_x
+    norms = np.linalg.norm(x, axis=0)
+    scaled = x / np.where(norms > 0, norms, 1.0)
+    p = scaled.shape[1]
+    if np.linalg.matrix_rank(scaled) == p:
+        return
+    j = next(j for j in range(1, p + 1) if np.linalg.matrix_rank(scaled[:, :j]) < j) - 1
+    term = mf.names[j]
+    named = [factor for factor in term.split(":") if factor in moderators]
+    if named:
+        raise InputError(
+            "moderator '{0}' is a linear combination of the other moderators across schools: its effect cannot "
+            "be separated from theirs; leave one of them out",
+            named[-1],
+        )
+    raise InputError("term '{0}' is a linear combination of the terms before it: its effect cannot be estimated", term)
+
+
+def _check_variation(cells: CellTable, scores: str) -> None:
+    """Scores (gains, for two linked scores) that vary among the students of some school and cohort:
+    without, the residual variance is zero and the model cannot be fitted."""
+    f = cells.frame
+    if cells.kind == "long_linked":
+        both = f[(f.pre_n == 1) & (f.post_n == 1)]
+        within = float((both.ss0 + both.ss1 - 2 * both.s01 - (both.s1 - both.s0) ** 2 / both.r).sum())
+        size = float((both.ss0 + both.ss1).sum() / max(float(both.r.sum()), 1.0))
+    else:
+        within = float((f["sumsq"] - f["sum"] ** 2 / f["n"]).sum())
+        size = float(f["sumsq"].sum() / f["n"].sum())
+    if within > 1e-10 * max(size, 1e-300) * max(float(len(f)), 1.0):
+        return
+    raise InputError(
+        "the scores ({0}) do not vary among the students of any school and cohort: there is no residual "
+        "variation to estimate",
+        scores,
     )
 
 

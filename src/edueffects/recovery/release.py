@@ -35,7 +35,7 @@ from edueffects.recovery.cells import (
     ReleasedCells,
     supported_models,
 )
-from edueffects.recovery.data import cohort_label
+from edueffects.recovery.data import LARGEST, cohort_label
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -163,6 +163,9 @@ def _roles(
         )
     if wide and len(pres) != len(posts):
         raise InputError("'{0}' names {1} plausible value(s) but another score names {2}", "pre", len(pres), len(posts))
+    for before, after in zip(pres, posts, strict=True):
+        if before == after:
+            raise InputError("pre and post name the same column '{0}': every gain would be zero", before)
     for mod in moderators:
         if mod in RESERVED:
             raise InputError("column name '{0}' is reserved in the cells file: rename the moderator", mod)
@@ -372,6 +375,7 @@ def _statistics(t: ir.Table, roles: CellRoles) -> tuple[pd.DataFrame, int, list[
         for k in range(1, roles.n_pv + 1):
             y = s[f"y_{k}"]
             aggs.update({f"sum_{k}": y.sum(), f"sumsq_{k}": (y * y).sum(), f"nn_{n_mods + 2 + k}": y.count()})
+            aggs[f"a0_{k}"] = aggs[f"a1_{k}"] = y.abs().max().fill_null(0)
         for j in range(n_mods):
             aggs.update({f"lo{j}": s[f"m{j}"].min(), f"hi{j}": s[f"m{j}"].max()})
         keys = [*(["domain"] if roles.domain else []), "school", "cohort", "o"]
@@ -451,6 +455,7 @@ def _cells(s: ir.Table, roles: CellRoles, counted: Callable[[ir.Table], dict[str
         aggs.update({
             f"s0_{k}": y0.sum(), f"s1_{k}": y1.sum(), f"ss0_{k}": (y0 * y0).sum(), f"ss1_{k}": (y1 * y1).sum(),
             f"s01_{k}": (y0 * y1).sum(), f"sg_{k}": gain.sum(), f"ssg_{k}": (gain * gain).sum(),
+            f"a0_{k}": y0.abs().max().fill_null(0), f"a1_{k}": y1.abs().max().fill_null(0),
         })  # fmt: skip
     for j in range(len(roles.moderators)):
         aggs[f"lo{j}"] = s[f"m{j}"].min()
@@ -476,7 +481,36 @@ def _check_missing(t: ir.Table, agg: pd.DataFrame, roles: CellRoles, checked: Se
             )
 
 
+def _check_values(agg: pd.DataFrame, roles: CellRoles) -> None:
+    """Scores and moderators finite and within +/-LARGEST (the largest |score| and the moderators' range
+    per cell), before the statistics are released: one line naming the column and a school."""
+    before = roles.pre if roles.layout == "wide" else roles.score
+    after = roles.post if roles.layout == "wide" else roles.score
+    checked = [(col, f"a0_{k}") for k, col in enumerate(before, 1)]
+    checked += [(col, f"a1_{k}") for k, col in enumerate(after, 1)]
+    checked += [(mod, f"{side}{j}") for j, mod in enumerate(roles.moderators) for side in ("lo", "hi")]
+    for col, stat in checked:
+        values = agg[stat].to_numpy(np.float64)
+        inside = np.abs(values) <= LARGEST  # NaN compares False
+        if inside.all():
+            continue
+        i = int(np.argmin(inside))
+        value, school = float(values[i]), agg["school"].iloc[i]
+        if not np.isfinite(value):
+            raise InputError("column '{0}' holds a value that is not a finite number ({1}) in school {2}", col, value,
+                             school)  # fmt: skip
+        raise InputError(
+            "column '{0}' holds {1:g} in school {2}, outside the range this program can compute with "
+            "(|value| <= {3:g}); rescale the column",
+            col,
+            value,
+            school,
+            LARGEST,
+        )
+
+
 def _check_school_level(agg: pd.DataFrame, roles: CellRoles) -> None:
+    _check_values(agg, roles)
     keys = [*(["domain"] if roles.domain else []), "school", "cohort"]
     for j, mod in enumerate(roles.moderators):
         spread = agg.groupby(keys, sort=True).agg(lo=(f"lo{j}", "min"), hi=(f"hi{j}", "max"))

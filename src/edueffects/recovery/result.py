@@ -69,6 +69,8 @@ class RecoveryResult(ResultDisplay, CoefficientAccessors):
     model_covariance: ModelCovariance | None = field(default=None, repr=False)
     robust_covariance: RobustCovariance | None = field(default=None, repr=False)
     released_cells: bool = False  # fitted on released cell statistics (the notes say what was withheld)
+    missing: dict[str, int] = field(default_factory=dict)  # missing values per column (rows dropped on request)
+    rows_dropped: int = 0
 
     @property
     def loglik(self) -> float:
@@ -148,6 +150,8 @@ class RecoveryResult(ResultDisplay, CoefficientAccessors):
             "n_cells": self.n_cells,
             "plausible_values": self.plausible_values,
             "data_source": "released cell statistics" if self.released_cells else "student records",
+            "rows_dropped": self.rows_dropped,
+            "missing": dict(self.missing),
             "pandemic_cohorts": list(self.pandemic_cohorts),
             "moderators": list(self.moderators),
             "dose_moderators": list(self.dose),
