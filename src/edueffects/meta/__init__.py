@@ -1,20 +1,48 @@
 """Meta-analysis engine: ``meta()`` and its frozen result, small-study effects and publication bias,
-effect sizes."""
+effect sizes.
 
-from edueffects.meta.bias import (
-    PetPeese,
-    RankTest,
-    RegressionTest,
-    TrimFillResult,
-    pet_peese,
-    ranktest,
-    regtest,
-    trimfill,
-)
-from edueffects.meta.effect_sizes import escalc
-from edueffects.meta.fit import meta
-from edueffects.meta.result import MetaResult, Prediction, RobustResult
-from edueffects.meta.selection import SelectionModelResult, selmodel
+The names below are imported on first use: ``meta()`` loads neither the bias tests nor the
+selection models nor the effect-size rules.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edueffects.meta.bias import (
+        PetPeese,
+        RankTest,
+        RegressionTest,
+        TrimFillResult,
+        pet_peese,
+        ranktest,
+        regtest,
+        trimfill,
+    )
+    from edueffects.meta.effect_sizes import escalc
+    from edueffects.meta.fit import meta
+    from edueffects.meta.result import MetaResult, Prediction, RobustResult
+    from edueffects.meta.selection import SelectionModelResult, selmodel
+
+_SOURCES = {
+    "PetPeese": "bias",
+    "RankTest": "bias",
+    "RegressionTest": "bias",
+    "TrimFillResult": "bias",
+    "pet_peese": "bias",
+    "ranktest": "bias",
+    "regtest": "bias",
+    "trimfill": "bias",
+    "escalc": "effect_sizes",
+    "meta": "fit",
+    "MetaResult": "result",
+    "Prediction": "result",
+    "RobustResult": "result",
+    "SelectionModelResult": "selection",
+    "selmodel": "selection",
+}
 
 __all__ = [
     "MetaResult",
@@ -33,3 +61,17 @@ __all__ = [
     "selmodel",
     "trimfill",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name on first use."""
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{source}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
