@@ -131,3 +131,15 @@ def test_predictions_do_not_depend_on_row_order(order: list[int]) -> None:
     new = {"alloc": ["random", "systematic"], "ablat": [20, 40]}
     np.testing.assert_allclose(shuffled.predict(new).tidy().pred, base.predict(new).tidy().pred, rtol=1e-9)
     assert shuffled.wald("alloc").statistic == pytest.approx(base.wald("alloc").statistic, rel=1e-8)
+
+
+def test_numeric_columns_without_formula_machinery_match_the_formula() -> None:
+    plain = meta(BCG, "yi", "vi", mods=["ablat", "year"])
+    formula = meta(BCG, "yi", "vi", mods="~ ablat + year")
+    assert plain.terms.spec is None and formula.terms.spec is not None
+    assert plain.coefficients.names == formula.coefficients.names
+    np.testing.assert_allclose(plain.coefficients.estimate, formula.coefficients.estimate, rtol=1e-12)
+    new = {"ablat": [10, 40], "year": [1950, 1970]}
+    np.testing.assert_allclose(plain.predict(new).tidy().pred, formula.predict(new).tidy().pred, rtol=1e-12)
+    with pytest.raises(InputError, match="not found"):
+        plain.predict({"ablat": [10]})

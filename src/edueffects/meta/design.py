@@ -102,7 +102,8 @@ class ModelTerms:
     formula: str
     coef_names: tuple[str, ...]
     terms: tuple[tuple[str, tuple[int, ...]], ...]
-    spec: Any = field(repr=False)
+    spec: Any = field(repr=False)  # None: numeric columns used as they are
+    columns: tuple[str, ...] = ()  # the data columns the formula reads
 
     @property
     def has_intercept(self) -> bool:
@@ -130,6 +131,17 @@ class ModelTerms:
         """The model matrix of ``newdata`` (original columns), coded exactly as in the fit."""
         import warnings
 
+        if self.spec is None:  # numeric columns as they are, with the intercept
+            columns = [name for name in self.coef_names if name != "intrcpt"]
+            _require_columns(newdata, columns)
+            try:
+                values = newdata[columns].to_numpy(dtype=np.float64)
+            except (TypeError, ValueError):
+                raise InputError("new moderator values must be numbers ({0})", ", ".join(columns)) from None
+            x = np.column_stack([np.ones(len(newdata)), values])
+            if not np.isfinite(x).all():
+                raise InputError("new moderator values cannot be coded like the data (missing or unseen values)")
+            return x
         needed = sorted(self.spec.required_variables)
         _require_columns(newdata, needed)
         with warnings.catch_warnings():
@@ -250,9 +262,20 @@ def _check_formula(formula: str, columns: Sequence[object]) -> None:
             )
 
 
+def _plain_columns(formula: str) -> list[str] | None:
+    """The columns of a formula that only adds backticked columns (a list of moderators), else None."""
+    if formula == "~ 1":
+        return []
+    match = re.fullmatch(r"~ `[^`]+`(?: \+ `[^`]+`)*", formula)
+    return None if match is None else re.findall(r"`([^`]+)`", formula)
+
+
 def _formula_columns(formula: str, columns: Sequence[object]) -> list[str]:
     """The data columns a formula uses (formulaic's required variables, plus the arguments of
     stateful transforms such as ``center(x)``, which formulaic does not list)."""
+    plain = _plain_columns(formula)
+    if plain is not None:
+        return sorted(plain)
     from formulaic import Formula
     from formulaic.errors import FormulaicError
 
@@ -283,13 +306,13 @@ def used_columns(
     return list(dict.fromkeys([yi, vi, *([cluster] if cluster else []), *([within] if within else []), *extra]))
 
 
+def _is_number_column(series: pd.Series) -> bool:
+    return bool(pd.api.types.is_numeric_dtype(series)) and not pd.api.types.is_bool_dtype(series)
+
+
 def moderator_matrix(data: pd.DataFrame, formula: str, categorical: Sequence[str]) -> tuple[Array, ModelTerms]:
     """The model matrix of a checked moderator formula (intercept unless it drops it) and its terms."""
-    from formulaic import Formula
-    from formulaic.errors import FormulaicError
-
     required = _formula_columns(formula, list(data.columns))
-    parsed = Formula(formula)
     _require_columns(data, required)
     used = data[required]
     from edueffects.io import holds_dates
@@ -309,14 +332,30 @@ def moderator_matrix(data: pd.DataFrame, formula: str, categorical: Sequence[str
                     repr(_format_level(levels[0])),
                 )
     bools = frozenset(c for c in required if pd.api.types.is_bool_dtype(used[c]))
-    try:
-        mm = parsed.get_model_matrix(used, na_action="raise")
-    except FormulaicError as error:
-        raise InputError("moderator formula {0} cannot be evaluated: {1}", repr(formula), _first_line(error)) from None
-    x = np.asarray(mm, dtype=np.float64)
-    names = tuple(r_style_name(str(c), bools) for c in mm.columns)
-    spec = mm.model_spec
-    terms = tuple((_term_label(str(t)), tuple(int(i) for i in idx)) for t, idx in spec.term_indices.items())
+    plain = _plain_columns(formula)
+    spec: Any = None
+    if plain is not None and all(_is_number_column(used[c]) and c not in categorical for c in plain):
+        # numeric columns as they are: the model matrix needs no formula machinery
+        x = np.column_stack([np.ones(len(data)), *(used[c].to_numpy(dtype=np.float64) for c in plain)])
+        names = ("intrcpt", *plain)
+        terms: tuple[tuple[str, tuple[int, ...]], ...] = (
+            ("intrcpt", (0,)),
+            *((c, (i + 1,)) for i, c in enumerate(plain)),
+        )
+    else:
+        from formulaic import Formula
+        from formulaic.errors import FormulaicError
+
+        try:
+            mm = Formula(formula).get_model_matrix(used, na_action="raise")
+        except FormulaicError as error:
+            raise InputError(
+                "moderator formula {0} cannot be evaluated: {1}", repr(formula), _first_line(error)
+            ) from None
+        x = np.asarray(mm, dtype=np.float64)
+        names = tuple(r_style_name(str(c), bools) for c in mm.columns)
+        spec = mm.model_spec
+        terms = tuple((_term_label(str(t)), tuple(int(i) for i in idx)) for t, idx in spec.term_indices.items())
     for label, idx in terms:
         if not idx:
             raise InputError("moderator term '{0}' has no variation in the data: its effect cannot be estimated", label)
@@ -330,7 +369,7 @@ def moderator_matrix(data: pd.DataFrame, formula: str, categorical: Sequence[str
             "moderators are collinear (the model matrix is not of full rank): check {0}",
             ", ".join(n for n in names if n != "intrcpt"),
         )
-    return x, ModelTerms(formula=formula, coef_names=names, terms=terms, spec=spec)
+    return x, ModelTerms(formula=formula, coef_names=names, terms=terms, spec=spec, columns=tuple(required))
 
 
 def prepare(

@@ -748,8 +748,7 @@ def caterpillar(result: MetaResult, tr: Translate = _same) -> Figure:
 def continuous_moderators(result: MetaResult) -> list[str]:
     """The model's numeric moderator columns with three or more values that are not coded as categories."""
     frame = result.state.frame
-    spec = result.terms.spec
-    variables = sorted(str(v) for v in getattr(spec, "required_variables", ()) if str(v) in frame.columns)
+    variables = sorted(v for v in result.terms.columns if v in frame.columns)
     formula = result.terms.formula
     out = []
     for name in variables:
@@ -771,7 +770,7 @@ def bubble(result: MetaResult, moderator: str, tr: Translate = _same) -> Figure:
     x = frame[moderator].to_numpy(dtype=float)
     weights = meta_weights(result)
     grid = np.linspace(float(x.min()), float(x.max()), 60)
-    others = [str(v) for v in result.terms.spec.required_variables if str(v) != moderator]
+    others = [v for v in result.terms.columns if v != moderator]
     new = pd.DataFrame({moderator: grid})
     for name in others:
         column = frame[name]
