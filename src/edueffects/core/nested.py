@@ -21,13 +21,19 @@ Rows may be pre-aggregated into *units*: rows of one innermost group that share 
 REML log-likelihood (Harville 1977; metafor's definition, which adds ``1/2 log|X'X|``):
 
     l_R = -1/2 [ (n-p) log 2pi - log|X'X| + log|V| + log|X'V^-1 X| + (y-Xb)'V^-1(y-Xb) ]
+
+The (restricted) likelihood is not concave in the variances and can have several local maxima (a
+variance at 0, or the heterogeneity at one level or another). :func:`maximize` runs projected
+Newton from the caller's start, then scans the log-likelihood (values only, vectorised over points)
+along every free variance through the optimum and along the axes, and restarts Newton where the scan
+points to another maximum; it reports the highest and how many distinct maxima it met.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Literal
 
 import numpy as np
@@ -38,6 +44,14 @@ from edueffects.core.jet import Array, Jet
 
 IntArray = NDArray[np.intp]
 Method = Literal["ML", "REML"]
+
+
+@lru_cache(maxsize=32)
+def _triu(m: int) -> tuple[IntArray, IntArray]:
+    """Row and column indices of the upper triangle of an m x m matrix (cached: used at every step)."""
+    ia, ib = (np.asarray(i, dtype=np.intp) for i in np.triu_indices(m))
+    ia.flags.writeable = ib.flags.writeable = False
+    return ia, ib
 
 
 @dataclass(frozen=True)
@@ -85,12 +99,55 @@ class NestedDesign:
         starts = self.woodbury_starts[0] if self.woodbury_starts else np.zeros(1, dtype=np.intp)
         return np.append(starts, n).astype(np.intp), np.arange(n, dtype=np.intp), int(starts.size)
 
-    def weighted_unit_sums(self, weights: Array) -> Array:
-        """``sum_{u in g} w_u [sum c, count]_u`` for every first-level group ``g``."""
-        indptr, indices, n_groups = self._first_pattern
-        matrix = sparse.csr_matrix((weights, indices, indptr), shape=(n_groups, indices.size))
+    @cached_property
+    def _sum_columns(self) -> Array:
+        """``[sum c, count]`` per unit, contiguous (a strided view would be copied by every product)."""
         n_pairs = self.unit_stats.shape[1] - (self.n_fixed + 2)
-        return np.asarray(matrix @ self.unit_stats[:, n_pairs:], dtype=np.float64)
+        return np.ascontiguousarray(self.unit_stats[:, n_pairs:])
+
+    @cached_property
+    def _indicator(self) -> sparse.csr_matrix:
+        """Units (columns) to first-level groups (rows), a 0/1 sparse matrix."""
+        indptr, indices, n_groups = self._first_pattern
+        return sparse.csr_matrix((np.ones(indices.size), indices, indptr), shape=(n_groups, indices.size))
+
+    def weighted_unit_sums(self, weights: Array) -> Array:
+        """``sum_{u in g} w_u [sum c, count]_u`` for every first-level group ``g``; ``weights`` of
+        shape (units,) give (groups, p+2), of shape (units, b) give (b, groups, p+2).
+
+        Segment sums for small designs, the cached 0/1 matrix for mid-sized ones, a sparse matrix
+        holding the weights for large ones (no n x (p+2) temporary); they differ only in rounding.
+        """
+        if weights.ndim == 2:
+            return np.stack([self.weighted_unit_sums(w) for w in weights.T])
+        indptr, indices, n_groups = self._first_pattern
+        if indices.size < 1_000:
+            return np.asarray(np.add.reduceat(weights[:, None] * self._sum_columns, indptr[:-1], axis=0))
+        if indices.size < 100_000:
+            return np.asarray(self._indicator @ (weights[:, None] * self._sum_columns), dtype=np.float64)
+        matrix = sparse.csr_matrix((weights, indices, indptr), shape=(n_groups, indices.size))
+        return np.asarray(matrix @ self._sum_columns, dtype=np.float64)
+
+    @cached_property
+    def variance_scale(self) -> float:
+        """Scale of the variance parameters set by the data: the residual mean square of the
+        unweighted least-squares fit of ``y`` on ``X`` (the total variance left to share between
+        the levels, the residual and, in meta-analysis, the sampling error)."""
+        m = self.n_fixed + 1
+        ia, ib = np.triu_indices(m)
+        total = np.zeros((m, m))
+        total[ia, ib] = self.unit_stats[:, : ia.size].sum(axis=0)
+        total = total + np.triu(total, 1).T
+        xtx, xty, yty = total[:-1, :-1], total[:-1, -1], float(total[-1, -1])
+        try:
+            rss = yty - float(xty @ np.linalg.solve(xtx, xty)) if self.n_fixed else yty
+        except np.linalg.LinAlgError:
+            rss = yty
+        scale = rss / max(self.n_obs - self.n_fixed, 1)
+        if not (np.isfinite(scale) and scale > 0.0):  # y fitted exactly: the known variances, else 1
+            known = float(self.count @ self.known_var) / max(float(self.count.sum()), 1.0)
+            scale = known if np.isfinite(known) and known > 0.0 else 1.0
+        return float(scale)
 
     @cached_property
     def _constant_unit_level(self) -> tuple[Jet, Jet, Jet, Jet]:
@@ -236,32 +293,43 @@ def group_order(keys: Sequence[NDArray[np.int64]], n: int) -> IntArray:
 def _gram_total(u: Jet, q: Jet) -> Jet:
     """Jet of ``sum_g u_g q_g q_g'`` (an m x m matrix) from jets ``u`` (G,) and ``q`` (G, m).
 
-    Contracted directly over groups, so no (t, t, G, m, m) intermediate is formed.
+    Contracted directly over groups, so no (t, t, G, m, m) intermediate is formed; derivative terms
+    are formed only for the parameters each factor depends on (``q`` typically depends on fewer).
     """
     params = tuple(sorted(set(u.params) | set(q.params)))
-    u, q = u.widened(params), q.widened(params)
+    t = len(params)
+    iu = np.array([params.index(k) for k in u.params], dtype=np.intp)
+    iq = np.array([params.index(k) for k in q.params], dtype=np.intp)
+    tu = iu.size
     u0, u1, u2 = u.value, u.d1, u.d2
     q0, q1, q2 = q.value, q.d1, q.d2
-    uq0 = q0 * u0[:, None]
-    q0t = q0.T
-    value = q0t @ uq0
-    a1 = np.swapaxes(u1[:, :, None] * q0, 1, 2) @ q0  # sum_g u1 q0 q0'
-    b1 = uq0.T @ q1  # sum_g u0 q0 q1'
-    d1 = a1 + b1 + np.swapaxes(b1, 1, 2)
-    term1 = np.swapaxes(u2[..., None] * q0, -1, -2) @ q0
-    c = np.swapaxes(u1[:, None, :, None] * q1[None], -1, -2) @ q0  # [i, j] = sum_g u1_i q1_j q0'
-    term2 = c + np.swapaxes(c, 2, 3)
-    term2 = term2 + np.swapaxes(term2, 0, 1)
-    d = uq0.T @ q2  # [i, j] = sum_g u0 q0 q2_ij'
-    e = np.swapaxes(np.tensordot(q1 * u0[:, None], q1, axes=([1], [1])), 1, 2)  # [i, j] = sum_g u0 q1_i q1_j'
-    term34 = d + e
-    d2 = term1 + term2 + term34 + np.swapaxes(term34, 2, 3)
-    return Jet(value, params, d1, d2)
+    n_groups, m = q0.shape
+    outer = (q0[:, :, None] * q0[:, None, :]).reshape(n_groups, m * m)
+    weights = np.concatenate([u0[None], u1, u2.reshape(tu * tu, n_groups)])
+    sums = (weights @ outer).reshape(-1, m, m)  # sum_g [u0, u1_i, u2_ij] q0 q0'
+    d1 = np.zeros((t, m, m))
+    d2 = np.zeros((t, t, m, m))
+    d1[iu] = sums[1 : 1 + tu]
+    d2[iu[:, None], iu] = sums[1 + tu :].reshape(tu, tu, m, m)
+    if iq.size:
+        uq0t = (q0 * u0[:, None]).T
+        b = uq0t @ q1  # [j] = sum_g u0 q0 q1_j'
+        d1[iq] += b + np.swapaxes(b, 1, 2)
+        if tu:
+            c = np.swapaxes(u1[:, :, None] * q0, 1, 2)[:, None] @ q1[None]  # [i, j] = sum_g u1_i q0 q1_j'
+            c = c + np.swapaxes(c, 2, 3)
+            d2[iu[:, None], iq] += c
+            d2[iq[:, None], iu] += np.swapaxes(c, 0, 1)
+        d = uq0t @ q2  # [i, j] = sum_g u0 q0 q2_ij'
+        e = np.swapaxes(np.tensordot(q1 * u0[:, None], q1, axes=([1], [1])), 1, 2)  # [i, j] = sum_g u0 q1_i q1_j'
+        de = d + e
+        d2[iq[:, None], iq] += de + np.swapaxes(de, 2, 3)
+    return Jet(sums[0], params, d1, d2)
 
 
 def _unpack(packed: Jet, m: int) -> Jet:
     """Packed upper triangle (last axis) to a full symmetric m x m jet."""
-    ia, ib = np.triu_indices(m)
+    ia, ib = _triu(m)
 
     def full(arr: Array) -> Array:
         out = np.empty((*arr.shape[:-1], m, m))
@@ -279,7 +347,10 @@ def _weighted_total(weight: Jet, columns: Array) -> Jet:
 
 def _unit_level(design: NestedDesign, theta: Array) -> tuple[Jet, Jet, Jet, Jet]:
     """Unit contributions: total packed ``C'D^-1C`` (after a replicated level), per first-level
-    group ``C'D^-1 1`` and ``1'D^-1 1``, and ``log|D|`` (plus the replicated level's determinant terms)."""
+    group ``C'D^-1 1`` and ``1'D^-1 1``, and ``log|D|`` (plus the replicated level's determinant terms).
+
+    Without Woodbury levels the group sums are not needed and are returned as zeros.
+    """
     stats = design.unit_stats
     n_pairs = stats.shape[1] - (design.n_fixed + 2)
     cross = stats[:, :n_pairs]
@@ -289,6 +360,7 @@ def _unit_level(design: NestedDesign, theta: Array) -> tuple[Jet, Jet, Jet, Jet]
     d = Jet.constant(design.known_var)
     if design.diagonal_param is not None:
         d = Jet.parameter(float(theta[design.diagonal_param]), design.diagonal_param) + d
+    colsum_index, ones_index = np.arange(design.n_fixed + 1), np.array(design.n_fixed + 1)
     if design.replicated_param is None:
         # diagonal parameter only: weights 1/d with exact derivatives, summed by a sparse product
         index = design.diagonal_param
@@ -303,18 +375,12 @@ def _unit_level(design: NestedDesign, theta: Array) -> tuple[Jet, Jet, Jet, Jet]
             np.array([np.sum(n_w0)]),
             np.array([[-np.sum(n_w0 * w0)]]),
         )
-        sums = Jet(
-            design.weighted_unit_sums(w0),
-            inv_d.params,
-            design.weighted_unit_sums(w1)[None],
-            design.weighted_unit_sums(w2)[None, None],
-        )
-        return (
-            _weighted_total(inv_d, cross),
-            sums.take_last(np.arange(design.n_fixed + 1)),
-            sums.take_last(np.array(design.n_fixed + 1)),
-            logdet,
-        )
+        if design.woodbury_starts:
+            s0, s1, s2 = design.weighted_unit_sums(np.column_stack([w0, w1, w2]))
+            sums = Jet(s0, inv_d.params, s1[None], s2[None, None])
+        else:
+            sums = Jet.constant(np.zeros((1, design.n_fixed + 2)))
+        return _weighted_total(inv_d, cross), sums.take_last(colsum_index), sums.take_last(ones_index), logdet
     assert design.group_outer is not None and design.group_count is not None
     inv_d = d.reciprocal()
     logdet = d.log().scaled(count).total()
@@ -404,16 +470,151 @@ def evaluate(design: NestedDesign, theta: Array, method: Method) -> Evaluation:
     )
 
 
+UNIT_BATCH_ELEMENTS = 1 << 18
+"""Largest unit-level intermediate (elements) of a batched value evaluation (distinct residual values
+are taken in chunks)."""
+POINT_BATCH_ELEMENTS = 1 << 16
+"""Largest group-level intermediate (elements) of a batched value evaluation: points are taken in
+chunks small enough for the allocator to reuse memory (large temporaries cost page faults)."""
+
+
+def _unit_parameters(design: NestedDesign) -> list[int]:
+    """Parameters the unit level depends on: the residual (or singleton level) and a replicated level."""
+    return [i for i in (design.diagonal_param, design.replicated_param) if i is not None]
+
+
+def _unit_values(design: NestedDesign, keys: Array) -> tuple[Array, Array, Array, Array]:
+    """Value-only unit level at the values ``keys`` (b, len(_unit_parameters)) of the parameters it
+    depends on, batch axis first: packed ``C'D^-1C`` (b, n_pairs), first-level group sums
+    ``C'D^-1 1`` (b, m, groups) and ``1'D^-1 1`` (b, groups), ``log|D|`` (b,)."""
+    stats = design.unit_stats
+    p = design.n_fixed
+    n_pairs = stats.shape[1] - (p + 2)
+    count = stats[:, -1]
+    diag, repl = design.diagonal_param, design.replicated_param
+    if diag is None and repl is None:
+        total, colsum, ones, logdet = (j.value for j in design._constant_unit_level)
+        return total[None], colsum.T[None], ones[None], np.asarray(logdet)[None]
+    d = design.known_var[None, :] + (keys[:, :1] if diag is not None else 0.0)
+    inv_d = 1.0 / d
+    logdet = np.log(d) @ count
+    if repl is None:
+        total = inv_d @ stats[:, :n_pairs]
+        if not design.woodbury_starts:
+            return total, np.zeros((keys.shape[0], p + 1, 1)), np.zeros((keys.shape[0], 1)), logdet
+        sums = np.ascontiguousarray(design.weighted_unit_sums(inv_d.T).transpose(0, 2, 1))
+        return total, sums[:, : p + 1], sums[:, p + 1], logdet
+    assert design.group_outer is not None and design.group_count is not None
+    sigma2 = keys[:, -1:]
+    factor = 1.0 + sigma2 * inv_d * (count / design.group_count)[None, :]
+    logdet = logdet + np.log(factor) @ design.group_count
+    scale = inv_d / factor
+    total = inv_d @ stats[:, :n_pairs] - (sigma2 * scale * inv_d) @ design.group_outer
+    colsum = scale[:, None, :] * stats[:, n_pairs:-1].T[None]
+    ones = scale * count[None, :]
+    if design.woodbury_starts:
+        colsum = np.add.reduceat(colsum, design.woodbury_starts[0], axis=2)
+        ones = np.add.reduceat(ones, design.woodbury_starts[0], axis=1)
+    return total, colsum, ones, logdet
+
+
+def _point_values(
+    design: NestedDesign, thetas: Array, unit: tuple[Array, Array, Array, Array], method: Method
+) -> Array:
+    """Log-likelihoods at ``thetas`` (b, n_params) from their unit level (leading axis b, or 1 when
+    shared): the Woodbury levels of :func:`_recurse` on values only, vectorised over the points."""
+    p = design.n_fixed
+    m = p + 1
+    batch = thetas.shape[0]
+    total_packed, colsum, ones, logdet = unit
+    ia, ib = _triu(m)
+    total = np.empty((total_packed.shape[0], m, m))
+    total[:, ia, ib] = total_packed
+    total[:, ib, ia] = total_packed
+    for j, (starts, index) in enumerate(zip(design.woodbury_starts, design.woodbury_params, strict=True)):
+        if j > 0:
+            colsum, ones = np.add.reduceat(colsum, starts, axis=2), np.add.reduceat(ones, starts, axis=1)
+        sigma2 = thetas[:, index][:, None]
+        factor = 1.0 + sigma2 * ones
+        logdet = logdet + np.log(factor).sum(axis=1)
+        weighted = colsum * (sigma2 / factor)[:, None, :]
+        total = total - weighted @ np.swapaxes(colsum, 1, 2)
+        if j < len(design.woodbury_starts) - 1:
+            colsum = colsum / factor[:, None, :]
+            ones = ones / factor
+    total = np.broadcast_to(total, (batch, m, m))
+    logdet = np.broadcast_to(logdet, (batch,))
+    a, b = total[:, :p, :p], total[:, :p, p]
+    try:
+        rss = total[:, p, p] - np.einsum("bi,bi->b", b, np.linalg.solve(a, b[..., None])[..., 0])
+    except np.linalg.LinAlgError:  # a singular X'V^-1X at some point: those points get -inf
+        finite = np.linalg.cond(a) < 1.0 / np.finfo(np.float64).eps
+        rss = np.full(batch, np.inf)
+        if finite.any():
+            af, bf = a[finite], b[finite]
+            rss[finite] = total[finite, p, p] - np.einsum("bi,bi->b", bf, np.linalg.solve(af, bf[..., None])[..., 0])
+    value = logdet + rss
+    if method == "REML":
+        sign, logdet_a = np.linalg.slogdet(a)
+        value = value + np.where(sign > 0, logdet_a, np.inf) - design.xtx_logdet
+        value = value + (design.n_obs - p) * np.log(2 * np.pi)
+    else:
+        value = value + design.n_obs * np.log(2 * np.pi)
+    return np.asarray(-0.5 * value, dtype=np.float64)
+
+
+def loglik_values(design: NestedDesign, thetas: Array, method: Method) -> Array:
+    """The (restricted) log-likelihood alone at each row of ``thetas`` (points x parameters).
+
+    The recursion of :func:`evaluate` without derivatives, vectorised over the points, so a scan
+    costs a fraction of a Newton step per point. The unit level (the O(n) part) is computed once per
+    distinct value of the parameters it depends on (residual, singleton or replicated level): along
+    a slice through another parameter only the (much smaller) group levels are recomputed.
+    Intermediates are bounded by ``UNIT_BATCH_ELEMENTS`` and ``POINT_BATCH_ELEMENTS``. ``-inf``
+    where the value is not finite (e.g. a zero residual variance without known variances).
+    """
+    thetas = np.atleast_2d(np.asarray(thetas, dtype=np.float64))
+    p = design.n_fixed
+    used = _unit_parameters(design)
+    if used:
+        keys, inverse = np.unique(thetas[:, used], axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    else:
+        keys, inverse = np.zeros((1, 0)), np.zeros(thetas.shape[0], dtype=np.intp)
+    n_units = design.unit_stats.shape[0]
+    n_groups = design.woodbury_starts[0].size if design.woodbury_starts else 1
+    unit_width = n_units * (p + 3) if used else 1
+    key_chunk = max(1, UNIT_BATCH_ELEMENTS // unit_width)
+    point_chunk = max(1, POINT_BATCH_ELEMENTS // (n_groups * (p + 2)))
+    out = np.empty(thetas.shape[0])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for lo in range(0, keys.shape[0], key_chunk):
+            unit = _unit_values(design, keys[lo : lo + key_chunk])
+            points = np.flatnonzero((inverse >= lo) & (inverse < lo + key_chunk))
+            for first in range(0, points.size, point_chunk):
+                chunk = points[first : first + point_chunk]
+                local = inverse[chunk] - lo if unit[0].shape[0] > 1 else np.zeros(chunk.size, dtype=np.intp)
+                if np.all(local == local[0]):  # one unit level for the chunk: broadcast it
+                    parts = tuple(part[local[0] : local[0] + 1] for part in unit)
+                else:
+                    parts = tuple(part[local] for part in unit)
+                out[chunk] = _point_values(design, thetas[chunk], parts, method)  # type: ignore[arg-type]
+    out[~np.isfinite(out)] = -np.inf
+    return out
+
+
 @dataclass(frozen=True)
 class Convergence:
-    """How the optimiser ended: iterations, final projected-gradient norm, Newton decrement (the
-    log-likelihood still to gain, scale-free), boundary components."""
+    """How the optimiser ended: Newton iterations (summed over all starts), final projected-gradient
+    norm, Newton decrement (the log-likelihood still to gain, scale-free), boundary components, and
+    how many distinct local maxima the search found (more than one: the highest is reported)."""
 
     converged: bool
     iterations: int
     gradient_norm: float
     at_boundary: tuple[bool, ...]
     decrement: float = 0.0
+    local_maxima: int = 1
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -422,7 +623,270 @@ class Convergence:
             "gradient_norm": self.gradient_norm,
             "newton_decrement": self.decrement,
             "at_boundary": list(self.at_boundary),
+            "local_maxima": self.local_maxima,
         }
+
+
+SCAN_EXPONENTS = np.arange(-3.0, 1.5)
+"""Scan grid of every variance parameter: 0 and ``s 10^e`` for these ``e`` (``s``: variance_scale)."""
+MAX_ROUNDS = 3
+"""Scan rounds: a round scans around the best maximum found so far; a new best triggers another."""
+AXIS_MARGIN = 1.92
+"""An axis slice's local maximum within this of the optimum (half the 95 % chi-square(1) quantile:
+inside the likelihood-ratio confidence region) starts a Newton run: the grid may straddle a narrow
+peak there. Far lower axis maxima, as in large data sets, are left alone."""
+MAX_STARTS = 4
+"""Newton runs per round, from the best candidate points of that round's scan."""
+SEGMENT_FRACTIONS = np.array([0.01, 0.03, 0.1, 0.3, 0.5, 0.7, 0.9, 0.97, 0.99])
+"""Points on the segment between two optima where a dip (two distinct maxima) is looked for."""
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One Newton run: where it ended and how."""
+
+    ev: Evaluation
+    converged: bool
+    iterations: int
+    decrement: float
+
+
+def _free(ev: Evaluation, held: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Components Newton moves: not held, and not at zero with the gradient pointing outward."""
+    return np.asarray(~held & ~((ev.theta <= 0.0) & (ev.gradient <= 0.0)), dtype=np.bool_)
+
+
+def _tolerance(loglik: float) -> float:
+    """Log-likelihood differences below this are rounding (sums of many terms, ill-conditioned
+    ``X'V^-1X``)."""
+    return 1e-8 * max(1.0, abs(loglik))
+
+
+def _curvature_floor(eigval: NDArray[np.floating], loglik: float, scale: float) -> float:
+    """Hessian eigenvalues below this in size are rounding or flat directions (see _ascent_direction)."""
+    return max(1e-6 * float(np.abs(eigval).max()), 2.0 * _tolerance(loglik) / scale**2)
+
+
+def _ascent_direction(ev: Evaluation, held: NDArray[np.bool_], scale: float) -> Array | None:
+    """A direction of positive curvature over the free components (a saddle or a minimum), if any:
+    the Hessian there must be negative semi-definite, up to rounding, for a maximum. A curvature
+    ``lambda`` counts only if it exceeds rounding relative to the other eigenvalues and a move of
+    the variance ``scale`` along it would gain more than :func:`_tolerance` (``lambda s^2 / 2``):
+    a flat direction (a variance the likelihood does not depend on) is not a saddle."""
+    free = _free(ev, held)
+    if not free.any():
+        return None
+    eigval, eigvec = np.linalg.eigh(ev.hessian[np.ix_(free, free)])
+    if eigval[-1] <= _curvature_floor(eigval, ev.loglik, scale):
+        return None
+    direction = np.zeros(ev.theta.size)
+    direction[free] = eigvec[:, -1]
+    return direction
+
+
+class _Search:
+    """One call of :func:`maximize`: Newton runs, the scan, and every value evaluated on the way."""
+
+    def __init__(self, design: NestedDesign, method: Method, held: NDArray[np.bool_], max_iter: int) -> None:
+        self.design = design
+        self.method = method
+        self.held = held
+        self.max_iter = max_iter
+        self.runs: list[_Run] = []
+        self.starts: list[Array] = []
+        self.highest = float("-inf")
+        self.highest_theta: Array | None = None
+
+    def _record(self, theta: Array, loglik: float) -> None:
+        if loglik > self.highest:
+            self.highest, self.highest_theta = loglik, theta.copy()
+
+    def values(self, points: Sequence[Array]) -> Array:
+        """Log-likelihoods at ``points`` without derivatives, in one batch (:func:`loglik_values`)."""
+        if not points:
+            return np.zeros(0)
+        out = loglik_values(self.design, np.array(points), self.method)
+        best = int(np.argmax(out))
+        self._record(points[best], float(out[best]))
+        return out
+
+    def newton(self, start: Array) -> _Run:
+        """Projected Newton from ``start`` (see :func:`maximize`)."""
+        design, method, held = self.design, self.method, self.held
+        theta = np.maximum(np.asarray(start, dtype=np.float64), 0.0)
+        self.starts.append(theta.copy())
+        n_par = theta.size
+        ev = evaluate(design, theta, method)
+        self._record(theta, ev.loglik)
+        converged = False
+        iterations = 0
+        below_resolution = 0
+        decrement = float("inf")
+        while iterations < self.max_iter:
+            iterations += 1
+            g, h = ev.gradient, ev.hessian
+            free = _free(ev, held)
+            if not free.any():
+                converged = True
+                break
+            gf = g[free]
+            hf = h[np.ix_(free, free)]
+            eigval, eigvec = np.linalg.eigh(-hf)
+            floor = 1e-12 * max(1.0, float(np.abs(eigval).max()))
+            step_f = eigvec @ ((eigvec.T @ gf) / np.maximum(np.abs(eigval), floor))
+            decrement = float(gf @ step_f)
+            resolution = 1e-12 * max(1.0, abs(ev.loglik))  # sums of many terms: a few thousand ulps
+            step = np.zeros(n_par)
+            step[free] = step_f
+            if decrement < 1e-20 or below_resolution >= 2:
+                converged = True
+                break
+            below_resolution = below_resolution + 1 if decrement < resolution else 0
+            alpha = 1.0
+            accepted = False
+            for _ in range(60):
+                trial = theta + alpha * step
+                trial[free] = np.maximum(trial[free], 0.0)
+                with np.errstate(divide="ignore", invalid="ignore"):  # a trial may touch an infeasible point
+                    trial_ev = evaluate(design, trial, method)
+                if np.isfinite(trial_ev.loglik):
+                    self._record(trial, trial_ev.loglik)
+                if np.isfinite(trial_ev.loglik) and trial_ev.loglik >= ev.loglik - resolution:
+                    accepted = True
+                    break
+                alpha *= 0.5
+            if not accepted:
+                converged = bool(decrement < 1e3 * resolution)
+                break
+            moved = float(np.max(np.abs(trial - theta) / (1.0 + np.abs(theta))))
+            theta, ev = trial, trial_ev
+            if moved < 1e-15:
+                converged = True
+                break
+        run = _Run(ev, converged, iterations, max(decrement, 0.0))
+        self.runs.append(run)
+        return run
+
+    def candidates(self, base: Evaluation) -> list[Array]:
+        """Starting points the scan around ``base`` (a Newton optimum) suggests, best first.
+
+        Slices through ``base`` along every free parameter, over 0 and the grid ``s 10^e``: a grid
+        point that is a local maximum of its slice, separated from ``base`` by a lower point (or
+        simply higher than ``base``), is a candidate. With several free parameters, the same slices
+        with the other free parameters at 0 (the axes, where the variance sits in one parameter;
+        a residual variance without known variances keeps its value): their local maxima within
+        ``AXIS_MARGIN`` of ``base``. At a saddle, points along the direction of positive curvature
+        that beat ``base``.
+        """
+        theta, level = base.theta, base.loglik
+        tol = _tolerance(level)
+        free = np.flatnonzero(~self.held)
+        grid = np.concatenate([[0.0], self.design.variance_scale * 10.0**SCAN_EXPONENTS])
+        points: list[Array] = []
+        slices: list[tuple[int, Array, int, bool]] = []  # parameter, values, first point, through base
+
+        def add_slice(j: int, through: Array, values: Array, through_base: bool) -> None:
+            slices.append((j, values, len(points), through_base))
+            for t in values:
+                point = through.copy()
+                point[j] = t
+                points.append(point)
+
+        diagonal = self.design.diagonal_param
+        positive = diagonal if diagonal is not None and not np.any(self.design.known_var > 0.0) else None
+        for index in free.tolist():  # a residual variance without known variances must stay > 0
+            add_slice(index, theta, grid[(grid != theta[index]) & ((grid > 0.0) | (index != positive))], True)
+        free = free[free != positive]
+        if free.size >= 2:
+            axis = theta.copy()
+            axis[free] = 0.0
+            for i, index in enumerate(free.tolist()):
+                add_slice(index, axis, grid if i == 0 else grid[1:], False)  # the origin once
+        n_slice_points = len(points)
+        direction = _ascent_direction(base, self.held, self.design.variance_scale)
+        if direction is not None:  # a saddle: look along the direction of positive curvature
+            for step in self.design.variance_scale * 10.0 ** np.arange(-4.0, 0.0):
+                points += [np.maximum(theta + step * direction, 0.0), np.maximum(theta - step * direction, 0.0)]
+        logliks = self.values(points)
+        found = [
+            (float(v), points[n_slice_points + i]) for i, v in enumerate(logliks[n_slice_points:]) if v > level + tol
+        ]
+        for j, values, first, through_base in slices:
+            slice_points = points[first : first + values.size]
+            slice_logliks = logliks[first : first + values.size]
+            if through_base:
+                slice_points, slice_logliks = [*slice_points, theta], np.append(slice_logliks, level)
+                values = np.append(values, theta[j])
+            order = np.argsort(values, kind="stable")
+            ordered = np.append(slice_logliks[order], float("-inf"))  # [-1]: beyond either end
+            b = int(np.flatnonzero(order == values.size - 1)[0]) if through_base else -1
+            for k, value in enumerate(ordered[:-1]):
+                if k == b or not np.isfinite(value):
+                    continue
+                left, right = ordered[k - 1] if k > 0 else ordered[-1], ordered[k + 1]
+                if through_base:  # separated from base: above its neighbour on base's side
+                    toward, away = (right, left) if k < b else (left, right)
+                    keep = value > toward + tol and value >= away
+                else:
+                    keep = value > level - AXIS_MARGIN and value >= left and value >= right
+                if keep:
+                    found.append((float(value), slice_points[order[k]]))
+        found.sort(key=lambda item: -item[0])
+        return [point for _, point in found]
+
+    def explore(self, run: _Run) -> _Run:
+        """Scan around the best maximum, run Newton from the candidates, repeat while that improves."""
+        best = run
+        for _ in range(MAX_ROUNDS):
+            points = [c for c in self.candidates(best.ev) if not any(np.array_equal(c, s) for s in self.starts)]
+            improved = False
+            for point in points[:MAX_STARTS]:
+                trial = self.newton(point)
+                if trial.ev.loglik > best.ev.loglik + _tolerance(best.ev.loglik):
+                    best, improved = trial, True
+            if not improved:
+                break
+        if self.highest > best.ev.loglik + _tolerance(best.ev.loglik) and self.highest_theta is not None:
+            trial = self.newton(self.highest_theta)  # a point met on the way beats every optimum: climb it
+            if trial.ev.loglik > best.ev.loglik:
+                best = trial
+        return best
+
+    def distinct_maxima(self) -> int:
+        """Distinct local maxima among the Newton runs that converged to a maximum (negative
+        semi-definite Hessian). Two optima apart from each other are distinct when both are strict
+        (negative definite Hessian over the free components, gradient pointing outward at the
+        boundary: isolated maxima), or when the log-likelihood dips between them; optima joined by
+        a flat ridge (a variance not identified) count once."""
+        scale = self.design.variance_scale
+        maxima = [r.ev for r in self.runs if r.converged and _ascent_direction(r.ev, self.held, scale) is None]
+        maxima.sort(key=lambda ev: -ev.loglik)
+        kept: list[Evaluation] = []
+        for ev in maxima:
+            distinct = True
+            for other in kept:
+                apart = np.abs(ev.theta - other.theta) > 1e-4 * (scale + np.abs(ev.theta) + np.abs(other.theta))
+                if not apart.any():
+                    distinct = False
+                elif not (self._strict(ev) and self._strict(other)):
+                    lower = min(ev.loglik, other.loglik) - _tolerance(ev.loglik)
+                    path = [ev.theta + f * (other.theta - ev.theta) for f in SEGMENT_FRACTIONS]
+                    distinct = bool(np.min(self.values(path)) < lower)
+                if not distinct:
+                    break
+            if distinct:
+                kept.append(ev)
+        return max(len(kept), 1)
+
+    def _strict(self, ev: Evaluation) -> bool:
+        free = _free(ev, self.held)
+        boundary = ~self.held & ~free
+        if np.any(ev.gradient[boundary] >= 0.0):
+            return False
+        if not free.any():
+            return True
+        eigval = np.linalg.eigvalsh(ev.hessian[np.ix_(free, free)])
+        return bool(eigval[-1] < -_curvature_floor(eigval, ev.loglik, self.design.variance_scale))
 
 
 def maximize(
@@ -431,67 +895,65 @@ def maximize(
     start: Array,
     fixed: Sequence[bool] | None = None,
     max_iter: int = 200,
+    global_search: bool = True,
 ) -> tuple[Evaluation, Convergence]:
-    """Maximise the (restricted) likelihood over ``theta >= 0`` by projected Newton.
+    """Maximise the (restricted) likelihood over ``theta >= 0``: projected Newton, then a scan for
+    other, higher maxima.
 
-    Uses the exact Hessian, modified to be negative definite where it is not, with backtracking; a
-    component at zero whose gradient points outward is held at the boundary. Components marked in
-    ``fixed`` keep their start value (used for profile likelihoods). Converges when the Newton
-    decrement (the predicted gain in log-likelihood) is below 1e-20, or has been below what the
-    evaluated log-likelihood resolves (``1e-12 max(1, |l|)``) for two full Newton steps in a row:
-    the second condition ends noise-driven steps in huge data sets, while the full steps still
-    settle nearly flat directions, where a large move gains almost nothing in the log-likelihood.
+    Newton uses the exact Hessian, modified to be negative definite where it is not, with
+    backtracking; a component at zero whose gradient points outward is held at the boundary.
+    Components marked in ``fixed`` keep their start value (used for profile likelihoods). A run
+    converges when the Newton decrement (the predicted gain in log-likelihood) is below 1e-20, or
+    has been below what the evaluated log-likelihood resolves (``1e-12 max(1, |l|)``) for two full
+    Newton steps in a row: the second condition ends noise-driven steps in huge data sets, while the
+    full steps still settle nearly flat directions, where a large move gains almost nothing.
+
+    The likelihood need not be concave in ``theta``: Newton can stop at a local maximum, typically
+    on the boundary (a variance at 0) while a higher one lies inside. Hence the global search
+    (``global_search``, on by default), after Newton from ``start``:
+
+    1. Scan: the log-likelihood alone (:func:`loglik_values`: no derivatives, batched, the O(n) unit
+       level computed once per distinct residual value) along every free parameter through the
+       optimum, at 0 and at ``s 10^e``, ``e = -3, -2, -1, 0, 1`` (``s``:
+       :attr:`NestedDesign.variance_scale`, the residual variance of least squares); with several
+       free parameters also along the axes (the other free parameters at 0); at a saddle, along
+       the direction of positive curvature.
+    2. Restarts: a grid point that is a local maximum of its slice apart from the optimum (a lower
+       point lies between), or that beats it, starts a Newton run; so does an axis slice's local
+       maximum within ``AXIS_MARGIN`` (1.92) of the optimum. At most ``MAX_STARTS`` runs per round;
+       a better optimum is scanned around in turn (at most ``MAX_ROUNDS`` rounds), and a point met
+       on the way that beats every optimum is climbed as a last start.
+    3. The highest optimum is reported; ``local_maxima`` counts the distinct maxima the runs reached
+       (apart, and isolated or separated by a dip in the log-likelihood).
+
+    The scan costs about one Newton step (a few unit levels and some 20 group-level evaluations for
+    two parameters), so large fits are barely slower. ``converged`` means: the last Newton step was
+    negligible (projected gradient ~0), the Hessian over the free components is negative
+    semi-definite (a maximum, not a saddle), and no evaluated point (scan, Newton trials) is higher
+    than the reported optimum by more than rounding (``1e-8 max(1, |l|)``). A grid cannot exclude a
+    maximum narrower than its spacing: the optimum is the highest of all maxima the search reached,
+    not one proven global over all of ``theta >= 0``.
     """
     theta = np.maximum(np.asarray(start, dtype=np.float64), 0.0)
     n_par = theta.size
     held = np.zeros(n_par, dtype=bool) if fixed is None else np.asarray(fixed, dtype=bool)
-    ev = evaluate(design, theta, method)
     if n_par == 0 or held.all():
+        ev = evaluate(design, theta, method)
         return ev, Convergence(True, 0, 0.0, tuple(bool(t <= 0) for t in theta))
-    converged = False
-    iterations = 0
-    below_resolution = 0
-    decrement = float("inf")
-    while iterations < max_iter:
-        iterations += 1
-        g, h = ev.gradient, ev.hessian
-        free = ~held & ~((theta <= 0.0) & (g <= 0.0))
-        if not free.any():
-            converged = True
-            break
-        gf = g[free]
-        hf = h[np.ix_(free, free)]
-        eigval, eigvec = np.linalg.eigh(-hf)
-        floor = 1e-12 * max(1.0, float(np.abs(eigval).max()))
-        step_f = eigvec @ ((eigvec.T @ gf) / np.maximum(np.abs(eigval), floor))
-        decrement = float(gf @ step_f)
-        resolution = 1e-12 * max(1.0, abs(ev.loglik))  # sums of many terms: a few thousand ulps
-        step = np.zeros(n_par)
-        step[free] = step_f
-        if decrement < 1e-20 or below_resolution >= 2:
-            converged = True
-            break
-        below_resolution = below_resolution + 1 if decrement < resolution else 0
-        alpha = 1.0
-        accepted = False
-        for _ in range(60):
-            trial = theta + alpha * step
-            trial[free] = np.maximum(trial[free], 0.0)
-            with np.errstate(divide="ignore", invalid="ignore"):  # a trial may touch an infeasible point
-                trial_ev = evaluate(design, trial, method)
-            if np.isfinite(trial_ev.loglik) and trial_ev.loglik >= ev.loglik - resolution:
-                accepted = True
-                break
-            alpha *= 0.5
-        if not accepted:
-            converged = bool(decrement < 1e3 * resolution)
-            break
-        moved = float(np.max(np.abs(trial - theta) / (1.0 + np.abs(theta))))
-        theta, ev = trial, trial_ev
-        if moved < 1e-15:
-            converged = True
-            break
-    g = ev.gradient
-    projected = np.where(~held & ~((theta <= 0.0) & (g <= 0.0)), g, 0.0)
-    at_zero = tuple(bool(t <= 0.0) for t in theta)
-    return ev, Convergence(converged, iterations, float(np.max(np.abs(projected))), at_zero, max(decrement, 0.0))
+    search = _Search(design, method, held, max_iter)
+    run = search.newton(theta)
+    if global_search:
+        run = search.explore(run)
+    ev = run.ev
+    local_maxima = search.distinct_maxima() if global_search else 1  # may evaluate more points
+    projected = np.where(_free(ev, held), ev.gradient, 0.0)
+    maximum = _ascent_direction(ev, held, design.variance_scale) is None
+    highest = search.highest <= ev.loglik + _tolerance(ev.loglik)
+    return ev, Convergence(
+        converged=bool(run.converged and maximum and highest),
+        iterations=sum(r.iterations for r in search.runs),
+        gradient_norm=float(np.max(np.abs(projected))),
+        at_boundary=tuple(bool(t <= 0.0) for t in ev.theta),
+        decrement=run.decrement,
+        local_maxima=local_maxima,
+    )

@@ -244,6 +244,8 @@ def meta(
     cov_model = to_original @ ev.cov_beta @ to_original.T
     if not conv.converged:
         warnings.append(Message("the optimiser did not converge: treat the estimates with caution"))
+    if conv.local_maxima > 1:
+        warnings.append(Message("the likelihood has {0} local maxima: the highest is reported", conv.local_maxima))
     for name, at_zero, free in zip(fit.names, conv.at_boundary, fit.estimated, strict=False):
         if at_zero and free:
             warnings.append(Message("{0} is estimated at the boundary (0)", name))
