@@ -1,5 +1,5 @@
-"""Meta-analysis engine: ``meta()`` and its frozen result, small-study effects and publication bias,
-effect sizes.
+"""Meta-analysis engine: ``meta()`` and its frozen result, influence diagnostics, small-study effects
+and publication bias, effect sizes.
 
 The names below are imported on first use: ``meta()`` loads neither the bias tests nor the
 selection models nor the effect-size rules.
@@ -23,6 +23,16 @@ if TYPE_CHECKING:
     )
     from edueffects.meta.effect_sizes import escalc
     from edueffects.meta.fit import meta
+    from edueffects.meta.influence import (
+        CumulativeResult,
+        InfluenceResult,
+        LeaveOneOut,
+        cooks_distance,
+        cumul,
+        hatvalues,
+        influence,
+        leave1out,
+    )
     from edueffects.meta.result import MetaResult, Prediction, RobustResult
     from edueffects.meta.selection import SelectionModelResult, selmodel
 
@@ -37,6 +47,14 @@ _SOURCES = {
     "trimfill": "bias",
     "escalc": "effect_sizes",
     "meta": "fit",
+    "CumulativeResult": "influence",
+    "InfluenceResult": "influence",
+    "LeaveOneOut": "influence",
+    "cooks_distance": "influence",
+    "cumul": "influence",
+    "hatvalues": "influence",
+    "influence": "influence",
+    "leave1out": "influence",
     "MetaResult": "result",
     "Prediction": "result",
     "RobustResult": "result",
@@ -45,6 +63,9 @@ _SOURCES = {
 }
 
 __all__ = [
+    "CumulativeResult",
+    "InfluenceResult",
+    "LeaveOneOut",
     "MetaResult",
     "PetPeese",
     "Prediction",
@@ -53,7 +74,12 @@ __all__ = [
     "RobustResult",
     "SelectionModelResult",
     "TrimFillResult",
+    "cooks_distance",
+    "cumul",
     "escalc",
+    "hatvalues",
+    "influence",
+    "leave1out",
     "meta",
     "pet_peese",
     "ranktest",
@@ -68,9 +94,11 @@ def __getattr__(name: str) -> object:
     source = _SOURCES.get(name)
     if source is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{source}"), name)
-    globals()[name] = value
-    return value
+    module = import_module(f"{__name__}.{source}")
+    # every name of the module at once: importing ``influence.py`` binds the submodule as the package's
+    # ``influence``, which the function of that name must replace
+    globals().update({n: getattr(module, n) for n, s in _SOURCES.items() if s == source})
+    return globals()[name]
 
 
 def __dir__() -> list[str]:
