@@ -187,6 +187,29 @@ class FitRecord:
         return -2.0 * self.loglik + 2.0 * self.n_params * n / (n - self.n_params - 1.0)
 
 
+class FitStatistics:
+    """``loglik``, ``aic``, ``bic`` and ``aicc`` of any result that holds a ``fit_record``."""
+
+    fit_record: FitRecord
+
+    @property
+    def loglik(self) -> float:
+        return self.fit_record.loglik
+
+    @property
+    def aic(self) -> float:
+        return self.fit_record.aic
+
+    @property
+    def bic(self) -> float:
+        """``-2 l + q log(n)``: ``n`` is k - p under REML in meta-analysis (metafor), the rows in lme4."""
+        return self.fit_record.bic
+
+    @property
+    def aicc(self) -> float:
+        return self.fit_record.aicc
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class LikelihoodRatioTest(ResultDisplay):
     """Likelihood-ratio test of a reduced model against the full model that nests it."""

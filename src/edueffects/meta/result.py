@@ -18,6 +18,7 @@ from edueffects.core.nested import Convergence, design_from_rows
 from edueffects.core.profile import VarianceInterval, profile_curve
 from edueffects.core.results import (
     FitRecord,
+    FitStatistics,
     ResultDisplay,
     WaldTest,
     contrast_labels,
@@ -219,7 +220,7 @@ def _coef_block(table: CoefficientTable, stat_name: str) -> str:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class MetaResult(ResultDisplay, CoefficientAccessors):
+class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
     """A fitted meta-analytic model: coefficients, heterogeneity, fit statistics and convergence."""
 
     model: Literal["fixed", "univariate", "multilevel"]
@@ -261,21 +262,6 @@ class MetaResult(ResultDisplay, CoefficientAccessors):
         return self.variance_profiles.intervals()
 
     # --- fit statistics ------------------------------------------------------------------------
-    @property
-    def loglik(self) -> float:
-        return self.fit_record.loglik
-
-    @property
-    def aic(self) -> float:
-        return self.fit_record.aic
-
-    @property
-    def bic(self) -> float:
-        return self.fit_record.bic
-
-    @property
-    def aicc(self) -> float:
-        return self.fit_record.aicc
 
     @property
     def QM(self) -> float | None:

@@ -12,7 +12,7 @@ from edueffects.core.errors import InputError
 from edueffects.core.inference import CoefficientAccessors, CoefficientTable
 from edueffects.core.jet import Array
 from edueffects.core.nested import Convergence
-from edueffects.core.results import FitRecord, ResultDisplay, WaldTest, contrast_labels
+from edueffects.core.results import FitRecord, FitStatistics, ResultDisplay, WaldTest, contrast_labels
 from edueffects.core.robust import RobustCovariance, cr2_wald_test
 from edueffects.options import DEFAULT_ROBUST_TEST, ROBUST_TESTS, RobustTest
 from edueffects.recovery.inference import MatrixLike, ModelCovariance, coefficient_matrix, satterthwaite_wald_test
@@ -33,7 +33,7 @@ def _f(value: float, digits: int = 4) -> str:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class RecoveryResult(ResultDisplay, CoefficientAccessors):
+class RecoveryResult(ResultDisplay, CoefficientAccessors, FitStatistics):
     """A fitted DDD recovery model with model-based, cluster-robust and equivalence inference.
 
     ``fit_record`` feeds likelihood-ratio tests (``edueffects.anova(full, reduced)``, as lme4's
@@ -71,19 +71,6 @@ class RecoveryResult(ResultDisplay, CoefficientAccessors):
     released_cells: bool = False  # fitted on released cell statistics (the notes say what was withheld)
     missing: dict[str, int] = field(default_factory=dict)  # missing values per column (rows dropped on request)
     rows_dropped: int = 0
-
-    @property
-    def loglik(self) -> float:
-        return self.fit_record.loglik
-
-    @property
-    def aic(self) -> float:
-        return self.fit_record.aic
-
-    @property
-    def bic(self) -> float:
-        """``-2 l + k log(n)`` with ``n`` the rows of the student table (lme4's ``BIC``)."""
-        return self.fit_record.bic
 
     def wald(self, terms: str | Sequence[str] | None = None, L: MatrixLike | None = None) -> WaldTest:
         """Model-based joint F test of the coefficients ``terms`` (names) or of ``L b = 0``, with the
