@@ -261,3 +261,10 @@ def test_meta_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "--labels: column 'nope' not found" in capsys.readouterr().err
     assert main([*args[:-1], str(bcg)]) == 2  # the plots folder may not be an input
     assert bcg.read_text().startswith('"trial"')
+
+
+def test_soma_plots_follow_the_language(tmp_path: Path) -> None:
+    folder = tmp_path / "plots"
+    assert main(["soma", "--example", "--plots", str(folder), "--lang", "de", "--quiet"]) == 0
+    forest = (folder / "forest.svg").read_text(encoding="utf-8")
+    assert "Metaanalyse" in forest and "meta-analysis" not in forest

@@ -505,7 +505,7 @@ def _run_recovery(args: argparse.Namespace) -> int:
 
         with new_folder(args.plots, "--plots") as folder:
             for name, res in results.items():
-                recovery_figures(res, folder / name if name else folder)
+                recovery_figures(res, folder / name if name else folder, language())
     if args.json:
         payload: dict[str, object] = (
             results[""].to_dict() if "" in results else {"domains": {k: v.to_dict() for k, v in results.items()}}
@@ -625,7 +625,7 @@ def _run_soma(args: argparse.Namespace) -> int:
         from edueffects.report.plots import soma_figures
 
         with new_folder(args.plots, "--plots") as folder:
-            soma_figures(result, folder)
+            soma_figures(result, folder, language())
     if args.json:
         payload = result.to_dict()
         payload["input"] = _input_record(
