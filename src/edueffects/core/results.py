@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -130,6 +131,47 @@ def contrast_labels(matrix: Array, names: tuple[str, ...]) -> tuple[str, ...]:
         text = " ".join(parts).lstrip("+ ") if parts else "0"
         labels.append(f"{text} = 0")
     return tuple(labels)
+
+
+MatrixLike = Array | Sequence[Sequence[float]] | Sequence[float]
+
+
+def hypothesis_matrix(
+    names: tuple[str, ...],
+    selection: str | Sequence[str] | None,
+    matrix: MatrixLike | None,
+    select: Callable[[list[str]], Sequence[int]] | None = None,
+) -> Array:
+    """``L`` of a Wald test: rows of the identity for the selected coefficients (``select`` resolves
+    names to columns, e.g. formula terms; default: coefficient names), or the user's contrast matrix
+    (one row per hypothesis, one column per coefficient)."""
+    p = len(names)
+    if (selection is None) == (matrix is None):
+        raise InputError("give either terms (coefficient or term names) or L (a contrast matrix), not both or neither")
+    if selection is not None:
+        items = [selection] if isinstance(selection, str) else list(selection)
+        chosen = (select or (lambda wanted: _by_name(names, wanted)))(items)
+        return np.eye(p)[list(dict.fromkeys(chosen))]
+    try:
+        out = np.atleast_2d(np.asarray(matrix, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise InputError("L must be a numeric matrix with one column per coefficient ({0})", p) from None
+    if out.ndim != 2 or out.shape[1] != p:
+        raise InputError(
+            "L has {0} column(s); the model has {1} coefficient(s) ({2})", out.shape[-1], p, ", ".join(names)
+        )
+    if not np.isfinite(out).all() or not np.any(out != 0, axis=1).all():
+        raise InputError("L must be finite and each row must have a non-zero weight")
+    return out
+
+
+def _by_name(names: tuple[str, ...], wanted: list[str]) -> list[int]:
+    for item in wanted:
+        if item not in names:
+            raise InputError(
+                "'{0}' is neither a coefficient nor a term of the model (known: {1})", item, ", ".join(names)
+            )
+    return [names.index(item) for item in wanted]
 
 
 def wald_test(beta: Array, cov_beta: Array, matrix: Array, df: float, names: tuple[str, ...], method: str) -> WaldTest:

@@ -26,6 +26,9 @@ from edueffects.core.results import (
     normalize_level,
     wald_test,
 )
+from edueffects.core.results import (
+    hypothesis_matrix as core_hypothesis_matrix,
+)
 from edueffects.core.robust import RobustCovariance, cr2
 from edueffects.meta.design import ModelTerms, sorted_codes
 from edueffects.meta.intervals import VarianceProfiles
@@ -185,25 +188,8 @@ def moderator_terms(terms: ModelTerms) -> list[str]:
 
 
 def hypothesis_matrix(terms: ModelTerms, selection: str | Sequence[str] | None, matrix: ArrayLike | None) -> Array:
-    """``L`` of a Wald test: rows of the identity for the selected coefficients or terms, or the
-    user's contrast matrix (one row per hypothesis, one column per coefficient)."""
-    p = len(terms.coef_names)
-    if (selection is None) == (matrix is None):
-        raise InputError("give either terms (coefficient or term names) or L (a contrast matrix), not both or neither")
-    if selection is not None:
-        chosen = terms.select([selection] if isinstance(selection, str) else list(selection))
-        return np.eye(p)[list(chosen)]
-    try:
-        out = np.atleast_2d(np.asarray(matrix, dtype=np.float64))
-    except (TypeError, ValueError):
-        raise InputError("L must be a numeric matrix with one column per coefficient ({0})", p) from None
-    if out.ndim != 2 or out.shape[1] != p:
-        raise InputError(
-            "L has {0} column(s); the model has {1} coefficient(s) ({2})", out.shape[-1], p, ", ".join(terms.coef_names)
-        )
-    if not np.isfinite(out).all() or not np.any(out != 0, axis=1).all():
-        raise InputError("L must be finite and each row must have a non-zero weight")
-    return out
+    """``L`` of a Wald test on a meta-analytic model: coefficient names or formula terms (all dummies of a factor)."""
+    return core_hypothesis_matrix(terms.coef_names, selection, matrix, terms.select)
 
 
 def _coef_block(table: CoefficientTable, stat_name: str) -> str:

@@ -23,7 +23,6 @@ from edueffects.core.jet import Array
 from edueffects.core.nested import Evaluation
 from edueffects.core.results import WaldTest, contrast_labels
 
-MatrixLike = Array | Sequence[Sequence[float]] | Sequence[float]
 """A contrast matrix: one row per hypothesis, one column per coefficient (a single row may be flat)."""
 EIGEN_TOLERANCE = float(np.sqrt(np.finfo(np.float64).eps))  # lmerTest contestMD's eps
 
@@ -105,30 +104,3 @@ def satterthwaite_wald_test(beta: Array, mc: ModelCovariance, matrix: Array, nam
         "model-based, Satterthwaite df (lmerTest)",
         contrasts,
     )
-
-
-def coefficient_matrix(names: tuple[str, ...], terms: str | Sequence[str] | None, matrix: MatrixLike | None) -> Array:
-    """``L`` of a Wald test: identity rows of the named coefficients, or the user's contrast matrix."""
-    p = len(names)
-    if (terms is None) == (matrix is None):
-        raise InputError("give either terms (coefficient or term names) or L (a contrast matrix), not both or neither")
-    if terms is not None:
-        chosen: list[int] = []
-        for item in [terms] if isinstance(terms, str) else list(terms):
-            if item not in names:
-                raise InputError(
-                    "'{0}' is neither a coefficient nor a term of the model (known: {1})", item, ", ".join(names)
-                )
-            chosen.append(names.index(item))
-        return np.eye(p)[list(dict.fromkeys(chosen))]
-    try:
-        out = np.atleast_2d(np.asarray(matrix, dtype=np.float64))
-    except (TypeError, ValueError):
-        raise InputError("L must be a numeric matrix with one column per coefficient ({0})", p) from None
-    if out.ndim != 2 or out.shape[1] != p:
-        raise InputError(
-            "L has {0} column(s); the model has {1} coefficient(s) ({2})", out.shape[-1], p, ", ".join(names)
-        )
-    if not np.isfinite(out).all() or not np.any(out != 0, axis=1).all():
-        raise InputError("L must be finite and each row must have a non-zero weight")
-    return out

@@ -12,10 +12,18 @@ from edueffects.core.errors import InputError
 from edueffects.core.inference import CoefficientAccessors, CoefficientTable
 from edueffects.core.jet import Array
 from edueffects.core.nested import Convergence
-from edueffects.core.results import FitRecord, FitStatistics, ResultDisplay, WaldTest, contrast_labels
+from edueffects.core.results import (
+    FitRecord,
+    FitStatistics,
+    MatrixLike,
+    ResultDisplay,
+    WaldTest,
+    contrast_labels,
+    hypothesis_matrix,
+)
 from edueffects.core.robust import RobustCovariance, cr2_wald_test
 from edueffects.options import DEFAULT_ROBUST_TEST, ROBUST_TESTS, RobustTest
-from edueffects.recovery.inference import MatrixLike, ModelCovariance, coefficient_matrix, satterthwaite_wald_test
+from edueffects.recovery.inference import ModelCovariance, satterthwaite_wald_test
 
 MODEL_LABELS = {
     "gain": "gain model (grade-to-grade gain, linked students)",
@@ -78,7 +86,7 @@ class RecoveryResult(ResultDisplay, CoefficientAccessors, FitStatistics):
         if self.model_covariance is None:
             raise _pooled()
         names = self.coefficients.names
-        matrix = coefficient_matrix(names, terms, L)
+        matrix = hypothesis_matrix(names, terms, L)
         return satterthwaite_wald_test(self.coefficients.estimate, self.model_covariance, matrix, names)
 
     def robust_wald(
@@ -94,7 +102,7 @@ class RecoveryResult(ResultDisplay, CoefficientAccessors, FitStatistics):
         if self.robust_covariance is None:
             raise _pooled()
         names = self.coefficients.names
-        matrix = coefficient_matrix(names, terms, L)
+        matrix = hypothesis_matrix(names, terms, L)
         try:
             out = cr2_wald_test(self.robust_covariance, self.coefficients.estimate, matrix, test)
         except ValueError:
