@@ -15,6 +15,14 @@ applied to the columns ``c = [X, y]``. Because the levels are nested, ``1'V^-1 1
 O(n (p+1)^2) with segment sums and no loop over groups. The recursion is evaluated with
 second-order jets, which gives the exact gradient and Hessian (observed information).
 
+A known rank-one term per first-level group (correlated sampling errors, the CHE working model of
+meta-analysis: ``V_g = D_g + rho s_g s_g'`` with ``D = diag((1 - rho) v + sigma2_e)`` and ``s = sqrt(v)``)
+is one more Woodbury step before the first level, with ``w = 1/d``, ``c = [x, y]`` and per group
+``a = sum w``, ``A = sum w c``, ``b = sum w s``, ``B = sum w s c``, ``e = sum w s^2``:
+
+    f = 1 + rho e,  log|V| += log f,  C'V^-1C -= (rho / f) B B',  C'V^-1 1 = A - (rho b / f) B,
+    1'V^-1 1 = a - rho b^2 / f
+
 Rows may be pre-aggregated into *units*: rows of one innermost group that share the same ``x`` and
 ``v`` contribute only through their count, ``sum c`` and ``sum c c'`` (sufficient statistics).
 
@@ -73,6 +81,10 @@ class NestedDesign:
     school-cohort cell observed at the same occasions), and ``group_outer[u]`` the packed
     ``sum_g (sum_{rows of g} c)(sum_{rows of g} c)'``; the Woodbury step of that level then acts per
     unit, so the cost does not grow with the number of groups.
+
+    ``unit_loading`` (one row per unit) and ``loading_variance`` add the known term
+    ``loading_variance s s'`` within every group of the first Woodbury level (see the module docstring);
+    ``known_var`` is then the diagonal part only.
     """
 
     n_fixed: int
@@ -87,6 +99,8 @@ class NestedDesign:
     replicated_param: int | None = None
     group_outer: Array | None = None
     group_count: Array | None = None
+    unit_loading: Array | None = None
+    loading_variance: float | None = None
 
     @property
     def count(self) -> Array:
@@ -155,12 +169,27 @@ class NestedDesign:
         n_pairs = self.unit_stats.shape[1] - (self.n_fixed + 2)
         w = 1.0 / self.known_var
         sums = self.weighted_unit_sums(w)
-        return (
+        level = (
             Jet.constant(w @ self.unit_stats[:, :n_pairs]),
             Jet.constant(sums[:, :-1]),
             Jet.constant(sums[:, -1]),
             Jet.constant(float(np.sum(self.count * np.log(self.known_var)))),
         )
+        if self.unit_loading is None:
+            return level
+        loading, squares = self.loading_sums(w[:, None])
+        return _loading_step(self, level, Jet.constant(loading[0]), Jet.constant(squares[0]))
+
+    def loading_sums(self, weights: Array) -> tuple[Array, Array]:
+        """``[B, b]`` (b, groups, p+2) and ``e`` (b, groups) of the first-level groups for unit
+        weights ``w`` (units, b): ``sum w s [c, 1]`` and ``sum w s^2`` (see the module docstring)."""
+        s = self.unit_loading
+        assert s is not None and self.woodbury_starts
+        ws = weights * s[:, None]
+        linear = self.weighted_unit_sums(ws if ws.shape[1] > 1 else ws[:, 0])
+        linear = linear if ws.shape[1] > 1 else linear[None]
+        squares = np.add.reduceat(ws * s[:, None], self.woodbury_starts[0], axis=0).T
+        return np.asarray(linear, dtype=np.float64), np.asarray(squares, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -184,19 +213,33 @@ def design_from_rows(
     known_var: Array,
     groups: Sequence[IntArray],
     residual: bool,
+    loading: Array | None = None,
+    loading_variance: float = 0.0,
 ) -> NestedDesign:
     """Build a design with one unit per row; rows are put in group order internally.
 
     ``groups`` lists integer codes per row, outermost level first; each inner level's codes must be
     nested in the outer ones (a code belongs to one outer group). Results do not depend on row order.
+    ``loading``/``loading_variance``: the known term ``loading_variance s s'`` within the groups of
+    the first Woodbury level (see :func:`design_from_units`).
     """
     n, p = x.shape
     keys = [np.asarray(g, dtype=np.int64) for g in groups]
     order = group_order(keys, n)
     identity = bool(np.array_equal(order, np.arange(n)))
     xs, ys, vs = (x, y, known_var) if identity else (x[order], y[order], known_var[order])
+    if loading is not None and not identity:
+        loading = loading[order]
     stats = unit_statistics(xs, ys, ys * ys, np.ones(n))
-    return design_from_units(p, stats, vs, keys if identity else [k[order] for k in keys], residual)
+    return design_from_units(
+        p,
+        stats,
+        vs,
+        keys if identity else [k[order] for k in keys],
+        residual,
+        loading=loading,
+        loading_variance=loading_variance,
+    )
 
 
 def unit_statistics(x: Array, y_sum: Array, y_sumsq: Array, count: Array) -> Array:
@@ -227,6 +270,8 @@ def design_from_units(
     residual: bool,
     replicated: tuple[Array, Array] | None = None,
     reml_includes_xtx: bool = True,
+    loading: Array | None = None,
+    loading_variance: float = 0.0,
 ) -> NestedDesign:
     """Build a design from units already sorted so that every level's groups are contiguous.
 
@@ -234,6 +279,12 @@ def design_from_units(
     ``(group_outer, group_count)`` for an innermost level aggregated inside units (its variance is
     the parameter after the listed levels). ``reml_includes_xtx``: metafor's REML adds
     ``1/2 log|X'X|``; lme4's does not.
+
+    ``loading`` (``s``, one value per unit of one row) and ``loading_variance`` (``rho >= 0``) add
+    ``rho s s'`` within every group of the first Woodbury level: the innermost listed level, or the
+    next one out when the innermost has single-row groups (then its variance is the diagonal
+    parameter); when no Woodbury level remains (every group a single row) ``rho s^2`` joins
+    ``known_var``.
     """
     n = unit_stats.shape[0]
     p = n_fixed
@@ -255,6 +306,14 @@ def design_from_units(
     if not residual and replicated is None and starts and starts[0].size == n and bool(np.all(count == 1)):
         diagonal = params.pop(0)
         starts.pop(0)
+    unit_loading: Array | None = None
+    if loading is not None and loading_variance > 0.0:
+        if not keys or replicated is not None or not bool(np.all(count == 1)):
+            raise ValueError("a known loading needs a grouping level, units of one row and no replicated level")
+        if starts:
+            unit_loading = np.ascontiguousarray(loading, dtype=np.float64)
+        else:  # single-row groups: rho s s' is a diagonal term
+            known_var = known_var + loading_variance * np.asarray(loading, dtype=np.float64) ** 2
     ia, ib = np.triu_indices(p + 1)
     xtx = np.zeros((p + 1, p + 1))
     xtx[ia, ib] = unit_stats[:, : ia.size].sum(axis=0)
@@ -274,6 +333,8 @@ def design_from_units(
         replicated_param=len(keys) if replicated is not None else None,
         group_outer=replicated[0] if replicated is not None else None,
         group_count=replicated[1] if replicated is not None else None,
+        unit_loading=unit_loading,
+        loading_variance=float(loading_variance) if unit_loading is not None else None,
     )
 
 
@@ -380,7 +441,13 @@ def _unit_level(design: NestedDesign, theta: Array) -> tuple[Jet, Jet, Jet, Jet]
             sums = Jet(s0, inv_d.params, s1[None], s2[None, None])
         else:
             sums = Jet.constant(np.zeros((1, design.n_fixed + 2)))
-        return _weighted_total(inv_d, cross), sums.take_last(colsum_index), sums.take_last(ones_index), logdet
+        level = _weighted_total(inv_d, cross), sums.take_last(colsum_index), sums.take_last(ones_index), logdet
+        if design.unit_loading is None:
+            return level
+        (l0, l1, l2), (e0, e1, e2) = design.loading_sums(np.column_stack([w0, w1, w2]))
+        loading = Jet(l0, inv_d.params, l1[None], l2[None, None])
+        squares = Jet(e0, inv_d.params, e1[None], e2[None, None])
+        return _loading_step(design, level, loading, squares)
     assert design.group_outer is not None and design.group_count is not None
     inv_d = d.reciprocal()
     logdet = d.log().scaled(count).total()
@@ -397,6 +464,31 @@ def _unit_level(design: NestedDesign, theta: Array) -> tuple[Jet, Jet, Jet, Jet]
     if design.woodbury_starts:
         colsum, ones = colsum.segment_sum(design.woodbury_starts[0]), ones.segment_sum(design.woodbury_starts[0])
     return total_cross, colsum, ones, logdet
+
+
+def _loading_step(
+    design: NestedDesign, level: tuple[Jet, Jet, Jet, Jet], loading: Jet, squares: Jet
+) -> tuple[Jet, Jet, Jet, Jet]:
+    """The known rank-one term ``rho s s'`` of every first-level group added to the unit level
+    (``loading``: ``[B, b]`` per group, ``squares``: ``e``; see the module docstring)."""
+    total, colsum, ones, logdet = level
+    rho = design.loading_variance
+    assert rho is not None
+    m = design.n_fixed + 1
+    ia, ib = _triu(m)
+    big_b = loading.take_last(np.arange(m))
+    small_b = loading.take_last(np.array(m))
+    inv_f = (squares.scaled(rho) + Jet.constant(1.0)).reciprocal()
+    coef = inv_f.scaled(rho)  # rho / f
+    gram = _gram_total(coef, big_b)
+    packed = Jet(gram.value[ia, ib], gram.params, gram.d1[:, ia, ib], gram.d2[:, :, ia, ib])
+    shift = coef * small_b
+    return (
+        total - packed,
+        colsum - big_b * shift.expand_last(),
+        ones - shift * small_b,
+        logdet - inv_f.log().total(),
+    )
 
 
 def _recurse(design: NestedDesign, theta: Array) -> tuple[Jet, Jet]:
@@ -503,7 +595,21 @@ def _unit_values(design: NestedDesign, keys: Array) -> tuple[Array, Array, Array
         if not design.woodbury_starts:
             return total, np.zeros((keys.shape[0], p + 1, 1)), np.zeros((keys.shape[0], 1)), logdet
         sums = np.ascontiguousarray(design.weighted_unit_sums(inv_d.T).transpose(0, 2, 1))
-        return total, sums[:, : p + 1], sums[:, p + 1], logdet
+        colsum, ones = sums[:, : p + 1], sums[:, p + 1]
+        if design.unit_loading is not None:
+            rho = design.loading_variance
+            assert rho is not None
+            loading, squares = design.loading_sums(inv_d.T)  # (b, groups, p+2), (b, groups)
+            big_b, small_b = loading[:, :, : p + 1], loading[:, :, p + 1]
+            factor = 1.0 + rho * squares
+            coef = rho / factor
+            ia, ib = _triu(p + 1)
+            total = total - np.einsum("bg,bgk->bk", coef, big_b[:, :, ia] * big_b[:, :, ib])
+            shift = coef * small_b
+            colsum = colsum - np.swapaxes(big_b, 1, 2) * shift[:, None, :]
+            ones = ones - shift * small_b
+            logdet = logdet + np.log(factor).sum(axis=1)
+        return total, colsum, ones, logdet
     assert design.group_outer is not None and design.group_count is not None
     sigma2 = keys[:, -1:]
     factor = 1.0 + sigma2 * inv_d * (count / design.group_count)[None, :]
