@@ -49,14 +49,21 @@ class RobustCovariance:
     cluster_design: Array
 
 
-def _batched_inverse_sqrt(g: Array) -> Array:
-    """Symmetric ``g^{-1/2}``; eigenvalues below 1e-12 count as zero (clubSandwich's ``matrix_power``).
+def _eigen_inverse_sqrt(g: Array) -> tuple[Array, Array]:
+    """Eigenvectors ``V`` and scales ``d`` with ``g^{-1/2} = V diag(d) V'`` (batched symmetric ``g``).
 
-    Singular ``g`` arises when a cluster alone determines a coefficient (``(I - H)_jj`` singular).
+    Eigenvalues below 1e-12 count as zero (clubSandwich's ``matrix_power``): singular ``g`` arises when
+    a cluster alone determines a coefficient (``(I - H)_jj`` singular).
     """
     values, vectors = np.linalg.eigh(g)
-    safe = np.where(values > 1e-12, values, 1.0)
-    scale = np.where(values > 1e-12, 1.0 / np.sqrt(safe), 0.0)
+    positive = values > 1e-12
+    scale = np.where(positive, 1.0 / np.sqrt(np.where(positive, values, 1.0)), 0.0)
+    return vectors, scale
+
+
+def _batched_inverse_sqrt(g: Array) -> Array:
+    """Symmetric ``g^{-1/2}`` (see :func:`_eigen_inverse_sqrt`)."""
+    vectors, scale = _eigen_inverse_sqrt(g)
     return np.asarray((vectors * scale[:, None, :]) @ np.swapaxes(vectors, 1, 2), dtype=np.float64)
 
 
@@ -78,33 +85,40 @@ def cr2(
     intercept; ``level_loadings`` (default 1) let rows stand for orthonormalised blocks of identical
     rows (a block of ``n`` students enters with loading ``sqrt(n)``). Each model group must lie within
     one robust ``cluster`` (checked by the caller).
+
+    With ``Theta_j = L L'`` (Cholesky), ``W_j A_j = L^-T g^{-1/2} L'``, so
+    ``E_j' = (M X_j'W_j A_j)' = L V diag(d) V' (L^-1 X_j) M`` with ``g = V diag(d)^-2 V'``: only
+    ``s x p`` products after the one ``eigh`` per batch, no inverse of ``Theta_j``; then
+    ``G_j G_j' = (L'E_j')'(L'E_j')`` and ``M X_j'W_j A_j X_j = E_j X_j``.
     """
     batches, n_clusters = cluster_batches(cluster)
     p = x.shape[1]
+    cov_beta = np.asarray(cov_beta, dtype=np.float64)
+    chol_m = np.linalg.cholesky(cov_beta)
     meat_terms: list[Array] = []
     var_terms: list[Array] = []
     k_terms: list[Array] = []
     for rows in batches:  # (C, s): clusters of equal size together
         theta = block_covariance(rows, row_variance, level_codes, level_variances, level_loadings)
         chol = np.linalg.cholesky(theta)  # Theta = L L', R = L'
-        xj = x[rows]  # (C, s, p)
-        ej = residuals[rows]
-        xmx = xj @ cov_beta @ np.swapaxes(xj, 1, 2)
         chol_t = np.swapaxes(chol, 1, 2)
-        g = chol_t @ (theta - xmx) @ chol
+        xj = x[rows]  # (C, s, p)
+        u = xj @ chol_m  # X M X' = U U'
+        g = chol_t @ (theta - u @ np.swapaxes(u, 1, 2)) @ chol
         g = 0.5 * (g + np.swapaxes(g, 1, 2))
-        adjust = chol @ _batched_inverse_sqrt(g) @ chol_t
-        weights = np.linalg.inv(theta)
-        est = cov_beta @ np.swapaxes(xj, 1, 2) @ weights @ adjust  # (C, p, s) = M X'W A
-        meat_terms.append(np.einsum("cps,cs->cp", est, ej))
-        var_terms.append(est @ theta @ np.swapaxes(est, 1, 2))  # (C, p, p): G_j G_j'
-        k_terms.append(est @ xj)  # (C, p, p)
+        vectors, scale = _eigen_inverse_sqrt(g)
+        z = np.linalg.solve(chol, xj)  # L^-1 X (C, s, p)
+        inner = vectors @ (scale[:, :, None] * (np.swapaxes(vectors, 1, 2) @ z))  # g^{-1/2} L^-1 X
+        est_t = chol @ inner @ cov_beta  # (C, s, p): E' = A'W X M
+        half = chol_t @ est_t  # L'E'
+        meat_terms.append(np.einsum("csp,cs->cp", est_t, residuals[rows]))
+        var_terms.append(np.swapaxes(half, 1, 2) @ half)  # (C, p, p): G_j G_j'
+        k_terms.append(np.swapaxes(est_t, 1, 2) @ xj)  # (C, p, p)
     b = np.concatenate(meat_terms)
     gg = np.concatenate(var_terms)
     a = np.einsum("jii->ji", gg)  # (J, p): |G_j[i]|^2
     k = np.concatenate(k_terms)
     vcov = b.T @ b
-    chol_m = np.linalg.cholesky(cov_beta)
     df = np.empty(p)
     for i in range(p):
         h = k[:, i, :] @ chol_m  # (J, p)
@@ -117,7 +131,7 @@ def cr2(
         vcov=vcov,
         df=df,
         n_clusters=n_clusters,
-        bread=np.asarray(cov_beta, dtype=np.float64),
+        bread=cov_beta,
         cluster_var=gg,
         cluster_design=k,
     )
