@@ -1,9 +1,11 @@
-"""Cluster blocks of the marginal covariance, batched by cluster size (no n x n matrix, no loop over clusters).
+"""Cluster blocks of the marginal covariance, batched by cluster size (no n x n matrix, no loop over
+clusters).
 
 Within cluster ``j`` the marginal covariance of a nested random-intercept model is
 ``Theta_j = diag(row_variance) + sum_l sigma2_l lambda_l lambda_l' * [same level-l group]``
-(``lambda`` = 1 unless rows stand for orthonormalised blocks of identical rows). Clusters of equal
-size are stacked into arrays of shape (C, s, s) and handled together.
+(``lambda`` = 1 unless rows stand for orthonormalised blocks of identical rows, or for the known
+correlated sampling errors ``rho s s'`` of a meta-analysis, a level of the clusters with
+``lambda = s``). Clusters of equal size are stacked into arrays of shape (C, s, s) and handled together.
 """
 
 from __future__ import annotations
@@ -55,9 +57,14 @@ def block_covariance(
 
 
 def iter_blocks(
-    cluster: IntArray, row_variance: Array, level_codes: Sequence[IntArray], level_variances: Array
+    cluster: IntArray,
+    row_variance: Array,
+    level_codes: Sequence[IntArray],
+    level_variances: Array,
+    level_loadings: Sequence[Array] | None = None,
 ) -> Iterator[tuple[IntArray, Array]]:
-    """``(rows, Theta)`` for every batch of equally sized clusters."""
+    """``(rows, Theta)`` for every batch of equally sized clusters (``level_loadings`` as in
+    :func:`block_covariance`)."""
     batches, _ = cluster_batches(cluster)
     for rows in batches:
-        yield rows, block_covariance(rows, row_variance, level_codes, level_variances)
+        yield rows, block_covariance(rows, row_variance, level_codes, level_variances, level_loadings)

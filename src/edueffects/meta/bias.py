@@ -112,6 +112,7 @@ def refit(
         variance_ci=False,
         sigma2=sigma2,
         tau2=tau2,
+        rho=res.rho,
     )
 
 

@@ -22,6 +22,7 @@ from edueffects.core.jet import Array
 from edueffects.core.linalg import WeightedFit, weighted_ls
 from edueffects.core.nested import Convergence, Evaluation, NestedDesign, design_from_rows, evaluate, maximize
 from edueffects.core.results import FitRecord, normalize_level, wald_test
+from edueffects.meta.dependence import che_heterogeneity, check_rho, check_within_unique, multilevel_design
 from edueffects.meta.design import MetaData, MissingPolicy, prepare
 from edueffects.meta.estimators import hedges, moment_tau2
 from edueffects.meta.intervals import VarianceProfiles
@@ -110,15 +111,17 @@ def _estimate_variance(
     fe: WeightedFit,
     sigma2: Sequence[float | None] | None,
     tau2: float | None,
+    rho: float | None = None,
 ) -> VarianceFit:
     """Variance components on ``basis``, an orthonormal basis of the moderators' column space: the
     (restricted) likelihood, with metafor's ``1/2 log|X'X|`` in REML, does not depend on the basis,
-    and an orthonormal one keeps ``X'V^-1X`` well conditioned (uncentred interactions)."""
+    and an orthonormal one keeps ``X'V^-1X`` well conditioned (uncentred interactions). ``rho``: the
+    known sampling correlation within clusters (CHE), a rank-one term of the nested design."""
     x, y, v = basis, md.y, md.v
     if md.level_codes:
         names = tuple(f"sigma2 {name}" for name in md.level_names)
         fixed = _fixed_components(sigma2, names)
-        design = design_from_rows(x, y, v, list(md.level_codes), residual=False)
+        design = multilevel_design(x, y, v, md.level_codes, rho)
         qe_df = x.shape[0] - x.shape[1]
         dl = max(0.0, (fe.rss - qe_df) / fe.trace_p)
         share = max(dl, 1e-3 * float(np.var(y))) / len(names)
@@ -211,6 +214,7 @@ def meta(
     variance_ci: bool = True,
     sigma2: Sequence[float | None] | None = None,
     tau2: float | None = None,
+    rho: float | None = None,
 ) -> MetaResult:
     """Fit a meta-analytic model of effect sizes ``yi`` with known sampling variances ``vi``.
 
@@ -224,9 +228,19 @@ def meta(
     ``level`` is in percent (95) or a proportion (0.95). ``variance_ci``: confidence intervals of
     the variance components (profile likelihood; Q-profile for tau^2), computed when first read
     (``result.variance_ci``, ``summary()``, ``to_dict()``); ``False``: never computed.
+
+    ``rho`` (needs ``cluster``; ``0 <= rho < 1``): the sampling errors of the effects of one cluster
+    correlate with this known ``rho``, the correlated-and-hierarchical-effects (CHE) working model:
+    ``V_j = (1 - rho) diag(v) + rho s s'``, ``s = sqrt(v)`` (metafor ``rma.mv(yi, vcalc(vi, cluster,
+    obs = within, rho = rho), random = ~ 1 | cluster/within)``). ``QE`` and ``I^2`` use this ``V``;
+    ``robust()``, ``ranef()`` and the profile intervals use the CHE working covariance.
+    ``None`` or 0: independent sampling errors.
     """
     level = _check_options(method, test, level, cluster, sigma2, tau2)
+    rho = check_rho(rho, cluster)
     md = prepare(data, yi, vi, cluster, within, mods, list(categorical or []), missing)
+    if rho and cluster is not None:
+        check_within_unique(md.frame, cluster, within)
     x, y, v = md.x, md.y, md.v
     k, p = x.shape
     warnings: list[Message] = []
@@ -238,7 +252,10 @@ def meta(
     fe = weighted_ls(basis, y, 1.0 / v)
     qe_df = k - p
     typical_v = qe_df / fe.trace_p
-    fit = _estimate_variance(md, basis, method, fe, sigma2, tau2)
+    fit = _estimate_variance(md, basis, method, fe, sigma2, tau2, rho)
+    qe = fe.rss
+    if rho:  # Q and the typical sampling variance under the correlated sampling errors
+        qe, typical_v = che_heterogeneity(basis, y, v, md.level_codes[0], rho)
     ev, conv = fit.evaluation, fit.convergence
     beta = to_original @ ev.beta
     cov_model = to_original @ ev.cov_beta @ to_original.T
@@ -313,6 +330,7 @@ def meta(
         residual_variance=float(theta[0]) if fit.model == "univariate" else 0.0,
         terms=md.terms,
         estimated=fit.estimated,
+        rho=rho or 0.0,
     )
     return MetaResult(
         model=fit.model,
@@ -327,8 +345,8 @@ def meta(
         variance=theta,
         variance_se=_variance_se(fit, md, basis, method),
         variance_fixed=tuple(not e for e in fit.estimated),
-        QE=fe.rss,
-        QEp=chi2_sf(fe.rss, qe_df),
+        QE=qe,
+        QEp=chi2_sf(qe, qe_df),
         QE_df=qe_df,
         moderator_test=qm,
         fit_record=record,
@@ -343,4 +361,5 @@ def meta(
         n_dropped=md.n_dropped,
         warnings=tuple(warnings),
         state=state,
+        rho=rho,
     )

@@ -8,7 +8,8 @@
   ``var = l v_i + (1 - l)^2 x_i' V_b x_i`` (``blup.rma.uni``).
 - ``ranef`` (multilevel): for level ``l`` with indicator ``Z``, ``u = sigma2_l Z'W e`` and
   ``var(u - û) = sigma2_l - sigma2_l^2 diag(Z'PZ)``, ``P = W - W X V_b X'W`` (``ranef.rma.mv``);
-  ``W`` is the inverse marginal covariance, computed per cluster block.
+  ``W`` is the inverse marginal covariance (with correlated sampling errors, the CHE one), computed
+  per cluster block.
 """
 
 from __future__ import annotations
@@ -121,15 +122,19 @@ def multilevel_ranef(
     theta: Array,
     df: float,
     level: float,
+    working: tuple[Array, list[np.ndarray], Array, list[Array] | None] | None = None,
 ) -> list[pd.DataFrame]:
-    """Predicted random effects of every level (outer first), one row per group code."""
+    """Predicted random effects of every level (outer first), one row per group code. ``working``: the
+    marginal covariance as block levels (row variance, codes, variances, loadings) when it is not
+    ``diag(v)`` plus the random intercepts (correlated sampling errors, :meth:`FittedState.working_levels`)."""
     resid = y - x @ beta
     p = x.shape[1]
     n_groups = [int(c.max()) + 1 for c in level_codes]
     z_we = [np.zeros(g) for g in n_groups]
     z_wz = [np.zeros(g) for g in n_groups]
     z_wx = [np.zeros((g, p)) for g in n_groups]
-    for rows, block in iter_blocks(level_codes[0], v, level_codes, theta):
+    row_variance, codes_all, variances, loadings = working or (v, list(level_codes), theta, None)
+    for rows, block in iter_blocks(level_codes[0], row_variance, codes_all, variances, loadings):
         w = np.linalg.inv(block)  # (C, s, s)
         we = np.einsum("cst,ct->cs", w, resid[rows])
         wx = w @ x[rows]

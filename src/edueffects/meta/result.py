@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from edueffects.core.errors import InputError
 from edueffects.core.inference import CoefficientAccessors, CoefficientTable, coefficient_table
 from edueffects.core.jet import Array
-from edueffects.core.nested import Convergence, design_from_rows
+from edueffects.core.nested import Convergence, NestedDesign
 from edueffects.core.profile import VarianceInterval, profile_curve
 from edueffects.core.results import (
     FitRecord,
@@ -30,6 +30,7 @@ from edueffects.core.results import (
     hypothesis_matrix as core_hypothesis_matrix,
 )
 from edueffects.core.robust import RobustCovariance, cr2
+from edueffects.meta.dependence import che_loadings, multilevel_design
 from edueffects.meta.design import ModelTerms, sorted_codes
 from edueffects.meta.intervals import VarianceProfiles
 from edueffects.meta.predict import (
@@ -114,6 +115,22 @@ class FittedState:
     residual_variance: float
     terms: ModelTerms
     estimated: tuple[bool, ...]
+    rho: float = 0.0  # known sampling correlation within the outer level (CHE); 0: independent
+
+    def working_levels(self) -> tuple[Array, list[NDArray[np.intp]], Array, list[Array] | None]:
+        """The marginal covariance as :func:`edueffects.core.blocks.block_covariance` levels: row variance,
+        level codes, variances and loadings (``None``: all 1); with ``rho`` the term ``rho s s'`` of the
+        correlated sampling errors is one more level of the clusters with loading ``s = sqrt(v)``."""
+        n_levels = len(self.level_codes)
+        codes, variances = list(self.level_codes), np.asarray(self.theta[:n_levels], dtype=np.float64)
+        if not self.rho:
+            return self.v + self.residual_variance, codes, variances, None
+        row_variance, extra_codes, extra_variances, loadings = che_loadings(self.v, self.level_codes, self.rho)
+        return row_variance, codes + extra_codes, np.append(variances, extra_variances), loadings
+
+    def design(self) -> NestedDesign:
+        """The nested design of the multilevel fit (with the CHE term when ``rho``)."""
+        return multilevel_design(self.x, self.y, self.v, self.level_codes, self.rho or None)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -237,6 +254,7 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
     n_dropped: int
     warnings: tuple[str, ...]
     state: FittedState = field(repr=False)
+    rho: float | None = None
 
     # --- variance components -----------------------------------------------------------------
     @cached_property
@@ -289,9 +307,17 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
         """One joint Wald test per moderator term of the formula (all dummies of a factor together)."""
         return tuple(self.wald(label) for label in moderator_terms(self.terms))
 
+    def require_independent_errors(self, what: str) -> None:
+        """Refuse a fit with correlated sampling errors (``rho``) in a method that assumes independent ones."""
+        if self.rho:
+            raise InputError(
+                "{0} assumes independent sampling errors: it does not support a model fitted with rho", what
+            )
+
     # --- re-inference ------------------------------------------------------------------------
     def robust(self, cluster: str | NDArray[np.generic] | pd.Series, level: float | None = None) -> RobustResult:
-        """CR2 cluster-robust SEs with Satterthwaite df, clustering by a column name or a vector."""
+        """CR2 cluster-robust SEs with Satterthwaite df, clustering by a column name or a vector; the
+        working covariance is the model's (with ``rho``: the CHE model, as clubSandwich on ``rma.mv``)."""
         fit = self.state
         if isinstance(cluster, str):
             if cluster not in fit.frame.columns:
@@ -320,15 +346,8 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
         if n_clusters < 2:
             raise InputError("robust cluster '{0}' has a single cluster: cluster-robust inference needs several", label)
         residuals = fit.y - fit.x @ fit.beta
-        rc = cr2(
-            fit.x,
-            residuals,
-            fit.cov_beta,
-            fit.v + fit.residual_variance,
-            fit.level_codes,
-            fit.theta[: len(fit.level_codes)],
-            codes,
-        )
+        row_variance, level_codes, level_variances, loadings = fit.working_levels()
+        rc = cr2(fit.x, residuals, fit.cov_beta, row_variance, level_codes, level_variances, codes, loadings)
         table = coefficient_table(
             self.coefficients.names,
             fit.beta,
@@ -410,7 +429,16 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
             raise InputError("ranef() is for multilevel models; use blup() for a random-effects model")
         s = self.state
         tables = multilevel_ranef(
-            s.x, s.y, s.v, self.coefficients.estimate, self.cov_beta, s.level_codes, self.variance, self._df, self.level
+            s.x,
+            s.y,
+            s.v,
+            self.coefficients.estimate,
+            self.cov_beta,
+            s.level_codes,
+            self.variance,
+            self._df,
+            self.level,
+            working=s.working_levels(),
         )
         out: dict[str, pd.DataFrame] = {}
         columns = [name.split("/")[-1] for name in s.level_names]
@@ -433,7 +461,7 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
         fit = self.state
         design = self.variance_profiles.design
         if design is None:  # a fit without intervals keeps no design
-            design = design_from_rows(fit.x, fit.y, fit.v, list(fit.level_codes), residual=False)
+            design = fit.design()
         estimate = float(self.variance[component])
         upper = next((vc.ci_ub for vc in self.variance_ci if vc.component == self.variance_names[component]), None)
         top = 1.5 * (upper if upper is not None and np.isfinite(upper) else 3.0 * max(estimate, 1e-4))
@@ -463,6 +491,7 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
             "test": self.test,
             "level": self.level,
             "k": self.k,
+            "rho": self.rho,
             "formula": self.terms.formula,
             "terms": {label: [self.terms.coef_names[i] for i in idx] for label, idx in self.terms.terms},
             "coefficients": self.coefficients.to_records(),
@@ -523,6 +552,11 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
         lines = [self._headline()]
         if self.n_dropped:
             lines.append(f"  {self.n_dropped} row(s) with missing values were dropped")
+        if self.rho is not None:
+            lines.append(
+                f"  Sampling errors correlated within {self.state.level_names[0]}: rho = {self.rho:g} "
+                "(correlated and hierarchical effects)"
+            )
         if self.variance.size:
             lines.append("")
             lines.append("Variance components:")

@@ -1,0 +1,142 @@
+"""Dependent effect sizes with a known sampling correlation: the correlated-and-hierarchical-effects
+(CHE) working model and its sensitivity to the assumed correlation.
+
+Within cluster ``j`` the sampling errors of the effects correlate with a known ``rho``:
+
+    V_j = (1 - rho) diag(v_j) + rho s_j s_j',   s = sqrt(v)
+
+(metafor ``vcalc(vi, cluster, obs, rho)``, clubSandwich ``impute_covariance_matrix(vi, cluster, r = rho)``),
+and ``meta(..., rho=)`` fits ``rma.mv(yi, V, random = ~ 1 | cluster/within)``. ``V`` is never formed:
+the likelihood adds ``rho s s'`` as a known rank-one step of the nested recursion
+(:mod:`edueffects.core.nested`); here ``V^-1`` is applied with the Sherman-Morrison formula
+``V_j^-1 = D_j^-1 - (rho / f_j) u_j u_j'`` (``D = (1 - rho) diag(v)``, ``u = D^-1 s``,
+``f_j = 1 + rho s_j'D_j^-1 s_j``), for Cochran's ``QE`` and the typical sampling variance of ``I^2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy import sparse
+
+from edueffects.core.errors import InputError
+from edueffects.core.jet import Array
+from edueffects.core.nested import NestedDesign, design_from_rows
+
+IntArray = NDArray[np.intp]
+
+
+def check_rho(rho: object, cluster: str | None) -> float | None:
+    """The validated sampling correlation: ``None`` (independent errors) or a number in ``[0, 1)``."""
+    if rho is None:
+        return None
+    if isinstance(rho, bool) or not isinstance(rho, int | float | np.integer | np.floating):
+        raise InputError("rho must be a number in [0, 1) (got {0})", repr(rho))
+    value = float(rho)
+    if not np.isfinite(value) or value < 0.0 or value >= 1.0:
+        raise InputError("rho must be a number in [0, 1) (got {0})", value)
+    if cluster is None:
+        raise InputError("rho correlates the sampling errors within clusters: give cluster")
+    return value
+
+
+def che_design_inputs(v: Array, rho: float) -> tuple[Array, Array]:
+    """The diagonal ``(1 - rho) v`` and the loading ``s = sqrt(v)`` of the rank-one term ``rho s s'``."""
+    return (1.0 - rho) * v, np.sqrt(v)
+
+
+def multilevel_design(
+    x: Array, y: Array, v: Array, level_codes: Sequence[NDArray[np.intp]], rho: float | None
+) -> NestedDesign:
+    """The nested design of a multilevel model; with ``rho`` the sampling errors of a cluster correlate:
+    ``V_j = (1 - rho) diag(v) + rho s s'`` (``s = sqrt(v)``) plus the random intercepts."""
+    if not rho:
+        return design_from_rows(x, y, v, list(level_codes), residual=False)
+    diagonal, loading = che_design_inputs(v, rho)
+    return design_from_rows(x, y, diagonal, list(level_codes), residual=False, loading=loading, loading_variance=rho)
+
+
+def sampling_covariance(v: Array, cluster: IntArray, rho: float, rows: IntArray) -> Array:
+    """The block ``V_j`` of the rows ``rows`` (one cluster): ``(1 - rho) diag(v) + rho s s'``
+    (metafor ``vcalc``; for checks and display, never used by the fit)."""
+    if np.unique(cluster[rows]).size != 1:
+        raise ValueError("rows of one cluster expected")
+    s = np.sqrt(v[rows])
+    return np.asarray((1.0 - rho) * np.diag(v[rows]) + rho * np.outer(s, s), dtype=np.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class _CheInverse:
+    """``V^-1`` of the CHE sampling covariance, applied without forming it."""
+
+    d: Array
+    u: Array
+    coef: Array  # rho / f per cluster
+    indicator: Any  # sparse (k x J) cluster indicator
+    cluster: IntArray
+
+    @staticmethod
+    def of(v: Array, cluster: IntArray, rho: float) -> _CheInverse:
+        d = (1.0 - rho) * v
+        s = np.sqrt(v)
+        u = s / d
+        n_clusters = int(cluster.max()) + 1
+        e = np.bincount(cluster, u * s, n_clusters)
+        indicator = sparse.csr_matrix((np.ones(cluster.size), (np.arange(cluster.size), cluster)))
+        coef = np.asarray(rho / (1.0 + rho * e), dtype=np.float64)
+        return _CheInverse(d, u, coef, indicator, cluster)
+
+    def apply(self, a: Array) -> Array:
+        """``V^-1 a`` for ``a`` of shape (k, q)."""
+        sums = np.asarray(self.indicator.T @ (self.u[:, None] * a))  # (J, q): u_j' a_j
+        return np.asarray(a / self.d[:, None] - (self.coef[self.cluster] * self.u)[:, None] * sums[self.cluster])
+
+    def trace(self) -> float:
+        return float(np.sum(1.0 / self.d) - np.sum(self.coef[self.cluster] * self.u * self.u))
+
+
+def che_heterogeneity(x: Array, y: Array, v: Array, cluster: IntArray, rho: float) -> tuple[float, float]:
+    """Cochran's ``QE = (y - Xb)'V^-1(y - Xb)`` under the CHE sampling covariance (``b`` its GLS fit;
+    metafor ``rma.mv``'s ``QE``) and the typical sampling variance ``(k - p) / tr(P)``,
+    ``P = W - W X (X'WX)^-1 X'W``, ``W = V^-1`` (metafor's ``I^2`` for multilevel models)."""
+    inverse = _CheInverse.of(v, cluster, rho)
+    wx = inverse.apply(x)
+    wy = inverse.apply(y[:, None])[:, 0]
+    a = x.T @ wx
+    beta = np.linalg.solve(a, x.T @ wy)
+    r = y - x @ beta
+    qe = float(r @ inverse.apply(r[:, None])[:, 0])
+    k, p = x.shape
+    trace_p = inverse.trace() - float(np.trace(np.linalg.solve(a, wx.T @ wx)))
+    return qe, (k - p) / trace_p
+
+
+def check_within_unique(frame: pd.DataFrame, cluster: str, within: str | None) -> None:
+    """With a known correlation every effect of a cluster is a distinct outcome: ``within`` must not
+    repeat inside a cluster (metafor ``vcalc``'s ``obs``)."""
+    if within is None:
+        return
+    repeated = frame.duplicated(subset=[cluster, within]).to_numpy()
+    if repeated.any():
+        row = int(np.flatnonzero(repeated)[0])
+        raise InputError(
+            "with rho, '{0}' must identify the effects within each '{1}': row {2} repeats a value",
+            within,
+            cluster,
+            row + 1,
+        )
+
+
+def che_loadings(
+    v: Array, level_codes: Sequence[IntArray], rho: float
+) -> tuple[Array, list[IntArray], list[float], list[Array]]:
+    """The CHE working covariance as :func:`edueffects.core.blocks.block_covariance` levels: row variance
+    ``(1 - rho) v``, and ``rho s s'`` as one more level (the clusters) with loading ``s``; the random
+    intercepts keep loading 1. Returns the row variance, the extra codes, variances and all loadings."""
+    ones = np.ones(v.size)
+    return (1.0 - rho) * v, [level_codes[0]], [rho], [*(ones for _ in level_codes), np.sqrt(v)]
