@@ -7,6 +7,7 @@ and pooled estimates are back-transformed to r.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -38,7 +39,13 @@ def _names(value: object, what: str) -> list[str] | None:
 
 
 def _check_options(
-    measure: object, method: object, columns: object, var_r: object, study_column: object, missing: object
+    measure: object,
+    method: object,
+    columns: object,
+    var_r: object,
+    study_column: object,
+    missing: object,
+    sensitivity: object = True,
 ) -> None:
     if measure not in MEASURES:
         raise InputError("measure '{0}' is not one of r, z, d", measure)
@@ -52,6 +59,8 @@ def _check_options(
         raise InputError("study_column must be a column name (got {0})", repr(study_column))
     if missing not in ("error", "drop"):
         raise InputError("missing must be 'error' or 'drop' (got {0})", repr(missing))
+    if not isinstance(sensitivity, bool):
+        raise InputError("sensitivity must be true or false (got {0})", repr(sensitivity))
 
 
 def _check_tables(
@@ -166,6 +175,7 @@ def soma(
     method: FitMethod = "REML",
     synthetic: bool = False,
     missing: MissingPolicy = "error",
+    sensitivity: bool = True,
 ) -> SomaResult:
     """Run every analysis of a second-order meta-analysis on one table of meta-analytic effects.
 
@@ -176,8 +186,9 @@ def soma(
     ``moderators=None`` tests those of school_level, valence, year and informant that the table has;
     named moderators must be columns. ``missing="drop"`` drops rows without a meta-analysis, effect,
     outcome cluster or any uncertainty (counted per column in ``missing``) instead of refusing them.
+    ``sensitivity``: the sensitivity analyses (:mod:`edueffects.soma.sensitivity`), ``False`` skips them.
     """
-    _check_options(measure, method, columns, var_r, study_column, missing)
+    _check_options(measure, method, columns, var_r, study_column, missing, sensitivity)
     named = _names(moderators, "moderators")
     outcome_clusters = _names(outcome_clusters, "outcome clusters")
     cols = columns or SomaColumns()
@@ -267,7 +278,7 @@ def soma(
     year_quality = None
     if quality is not None and cols.year in frame.columns:
         per_ma = frame.groupby(cols.meta_analysis).agg(year=(cols.year, "first"), quality=("quality", "first")).dropna()
-        if len(per_ma) >= 3:
+        if len(per_ma) >= 3 and per_ma.year.nunique() > 1 and per_ma.quality.nunique() > 1:
             r_yq = float(np.corrcoef(per_ma.year, per_ma.quality)[0, 1])
             t = r_yq * np.sqrt((len(per_ma) - 2) / max(1e-300, 1 - r_yq**2))
             year_quality = (r_yq, float(2 * t_sf(abs(t), len(per_ma) - 2)), len(per_ma))
@@ -279,7 +290,7 @@ def soma(
     if overlap_result is not None:
         notes += [Message("overlap of primary studies: {0}", n) for n in overlap_result.notes]
     profiles = {name: overall.profile(i, points=21) for i, name in enumerate(overall.variance_names)}
-    return SomaResult(
+    result = SomaResult(
         profiles=profiles,
         effects=frame,
         columns=cols,
@@ -300,3 +311,8 @@ def soma(
         missing=missing_counts,
         rows_dropped=rows_dropped,
     )
+    if not sensitivity:
+        return result
+    from edueffects.soma.sensitivity import soma_sensitivity
+
+    return replace(result, sensitivity=soma_sensitivity(result))

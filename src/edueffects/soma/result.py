@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,9 @@ from edueffects.meta.result import MetaResult, RobustResult
 from edueffects.soma.overlap import Overlap
 from edueffects.soma.schema import SomaColumns
 from edueffects.soma.schmidt_oh import SecondOrder
+
+if TYPE_CHECKING:
+    from edueffects.soma.sensitivity import SomaSensitivity
 
 SYNTHETIC_NOTE = "SYNTHETIC DATA: simulated meta-analyses shaped like the TSR review; not real studies."
 
@@ -135,8 +139,19 @@ class SomaResult(ResultDisplay):
     profiles: dict[str, pd.DataFrame] = field(default_factory=dict)
     missing: dict[str, int] = field(default_factory=dict)  # missing values per column (rows dropped on request)
     rows_dropped: int = 0
+    sensitivity: SomaSensitivity | None = None  # None when soma(..., sensitivity=False)
 
-    ANALYSES = ("overall", "clusters", "moderators", "egger", "schmidt_oh", "overlap", "amstar", "effects")
+    ANALYSES = (
+        "overall",
+        "clusters",
+        "moderators",
+        "egger",
+        "schmidt_oh",
+        "overlap",
+        "amstar",
+        "sensitivity",
+        "effects",
+    )
 
     def overall_r(self) -> dict[str, float | None]:
         p = self.overall.back_transform("z_to_r")
@@ -144,7 +159,7 @@ class SomaResult(ResultDisplay):
 
     def tidy(self, analysis: str = "overall") -> pd.DataFrame:
         """One table per analysis: ``overall``, ``clusters``, ``moderators``, ``egger``, ``schmidt_oh``,
-        ``overlap``, ``amstar`` or ``effects``."""
+        ``overlap``, ``amstar``, ``sensitivity`` or ``effects``."""
         if analysis == "overall":
             r = self.overall_r()
             o = self.overall
@@ -183,6 +198,8 @@ class SomaResult(ResultDisplay):
             return self.overlap.pairs.copy() if self.overlap else pd.DataFrame()
         if analysis == "amstar":
             return self.quality.copy() if self.quality is not None else pd.DataFrame()
+        if analysis == "sensitivity":
+            return self.sensitivity.tidy() if self.sensitivity is not None else pd.DataFrame()
         if analysis == "effects":
             return self.effects.copy()
         raise KeyError(f"unknown analysis {analysis!r}; choose from {', '.join(self.ANALYSES)}")
@@ -204,6 +221,7 @@ class SomaResult(ResultDisplay):
                 if self.year_quality
                 else None
             ),
+            "sensitivity": self.sensitivity.to_dict() if self.sensitivity is not None else None,
             "notes": list(self.notes),
             "rows_dropped": self.rows_dropped,
             "missing": dict(self.missing),
@@ -284,6 +302,8 @@ class SomaResult(ResultDisplay):
             if self.year_quality:
                 ry, py, n = self.year_quality
                 lines.append(f"  correlation of quality with publication year: r = {fmt_r(ry)} (p = {py:.3g}, n = {n})")
+        if self.sensitivity is not None:
+            lines += ["", self.sensitivity.summary()]
         for note in self.notes:
             lines.append(f"Note: {note}")
         return "\n".join(lines)

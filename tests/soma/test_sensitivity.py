@@ -1,0 +1,253 @@
+"""Sensitivity analyses of the SOMA workflow: each estimate against a fit of its own data computed here,
+the dependent-pair rule, the verdict rules and bad options."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edueffects import InputError, meta, simulate
+from edueffects.meta import pet_peese
+from edueffects.soma import soma
+from edueffects.soma.quality import appraise
+from edueffects.soma.result import SomaResult
+from edueffects.soma.sensitivity import SensitivityEstimate, SomaSensitivity, soma_sensitivity
+
+MA = "meta_analysis"
+
+
+@pytest.fixture(scope="module")
+def example() -> simulate.SomaExample:
+    return simulate.soma()
+
+
+@pytest.fixture(scope="module")
+def result(example: simulate.SomaExample) -> SomaResult:
+    return soma(example.effects, studies=example.studies, amstar=example.amstar)
+
+
+@pytest.fixture(scope="module")
+def sens(result: SomaResult) -> SomaSensitivity:
+    assert result.sensitivity is not None
+    return result.sensitivity
+
+
+def fit(effects: pd.DataFrame, **kwargs: object):  # type: ignore[no-untyped-def]
+    return meta(effects, "z", "vz", cluster=MA, within="es_id", variance_ci=False, **kwargs)  # type: ignore[arg-type]
+
+
+def assert_estimate(est: SensitivityEstimate, effects: pd.DataFrame) -> None:
+    """The estimate equals a three-level fit of ``effects`` (with CR2 by meta-analysis) done here."""
+    direct = fit(effects)
+    c, rc = direct.coefficients, direct.robust(MA).coefficients
+    assert est.k == len(effects) and est.n_meta_analyses == effects[MA].nunique()
+    np.testing.assert_allclose(
+        [est.z, est.se, est.ci_lb, est.ci_ub],
+        [c.estimate[0], c.se[0], c.ci_lb[0], c.ci_ub[0]],
+        rtol=1e-6,
+    )
+    assert est.robust_se == pytest.approx(float(rc.se[0]), rel=1e-6)
+    assert est.robust_df == pytest.approx(float(rc.df[0]), rel=1e-6)
+    assert est.robust_p == pytest.approx(float(rc.pval[0]), rel=1e-6, abs=1e-300)
+    assert est.r == pytest.approx(float(np.tanh(c.estimate[0])), rel=1e-6)
+
+
+def test_full_row_is_the_main_model(result: SomaResult, sens: SomaSensitivity) -> None:
+    assert sens.full.z == float(result.overall.coefficients.estimate[0])
+    assert sens.full.robust_p == float(result.overall_robust.coefficients.pval[0])
+    assert sens.tidy().iloc[0].analysis == "full"
+
+
+def test_leave_one_meta_analysis_out_equals_fits_without_it(result: SomaResult, sens: SomaSensitivity) -> None:
+    effects = result.effects
+    assert [e.dropped[0] for e in sens.leave_one_out] == list(pd.unique(effects[MA].astype(str)))
+    for est in sens.leave_one_out[::5]:
+        assert_estimate(est, effects[effects[MA] != est.dropped[0]])
+    rs = [e.r for e in sens.leave_one_out]
+    d = sens.to_dict()["leave_one_out"]
+    assert d["r_min"] == min(rs) and d["r_max"] == max(rs)  # type: ignore[index]
+    change = sens.largest_change
+    assert abs(change.r - sens.full.r) == max(abs(r - sens.full.r) for r in rs)
+
+
+def test_cooks_distance_by_meta_analysis(result: SomaResult, sens: SomaSensitivity) -> None:
+    """(b - b(-i))^2 / Var(b) with b(-i) from a fit without meta-analysis i; flagged above qchisq(.5, 1)."""
+    effects = result.effects
+    b = float(result.overall.coefficients.estimate[0])
+    vb = float(result.overall.coefficients.se[0]) ** 2
+    for row in sens.cook.iloc[:4].itertuples():
+        without = float(fit(effects[effects[MA] != row.meta_analysis]).coefficients.estimate[0])
+        assert row.cook_d == pytest.approx((b - without) ** 2 / vb, rel=1e-5)
+    assert sens.cook_cutoff == pytest.approx(0.4549364231195724, rel=1e-12)
+    assert list(sens.influential) == list(sens.cook.meta_analysis[sens.cook.cook_d > sens.cook_cutoff])
+
+
+def test_without_critically_low_equals_fit_on_filtered_rows(
+    result: SomaResult, sens: SomaSensitivity, example: simulate.SomaExample
+) -> None:
+    quality = appraise(example.amstar)
+    low = set(quality.loc[quality.confidence == "Critically low", MA])
+    assert low and sens.amstar_status == "fitted" and sens.amstar is not None
+    assert set(sens.amstar.dropped) == low
+    effects = result.effects
+    assert_estimate(sens.amstar, effects[~effects[MA].isin(low)])
+
+
+def test_none_critically_low_is_said(example: simulate.SomaExample) -> None:
+    amstar = example.amstar.copy()
+    items = [f"item{i}" for i in range(1, 17)]
+    amstar[items] = "yes"
+    res = soma(example.effects, amstar=amstar)
+    assert res.sensitivity is not None
+    assert res.sensitivity.amstar is None and res.sensitivity.amstar_status == "none critically low"
+    assert any("critically low" in n for n in res.sensitivity.notes)
+    without = soma(example.effects)
+    assert without.sensitivity is not None and without.sensitivity.amstar_status == "no AMSTAR table"
+    assert without.sensitivity.overlap_status == "no studies table"
+
+
+def test_too_few_left_without_critically_low(example: simulate.SomaExample) -> None:
+    amstar = example.amstar.copy()
+    items = [f"item{i}" for i in (2, 4, 7)]
+    amstar[items] = "no"
+    amstar.loc[0, items] = "yes"
+    res = soma(example.effects, amstar=amstar)
+    assert res.sensitivity is not None and res.sensitivity.amstar_status == "too few left"
+    assert res.sensitivity.amstar is None
+
+
+def overlapping_studies(example: simulate.SomaExample) -> pd.DataFrame:
+    """MA02 includes every study of MA01 (and its own); MA04 and MA05 share all of MA05's studies."""
+    studies = example.studies
+    extra = [
+        studies[studies[MA] == "SYN-MA01"].assign(**{MA: "SYN-MA02"}),
+        studies[studies[MA] == "SYN-MA05"].assign(**{MA: "SYN-MA04"}),
+    ]
+    return pd.concat([studies, *extra], ignore_index=True)
+
+
+def test_one_of_each_dependent_pair(example: simulate.SomaExample) -> None:
+    studies = overlapping_studies(example)
+    res = soma(example.effects, studies=studies, amstar=example.amstar)
+    sens = res.sensitivity
+    assert sens is not None and sens.overlap_status == "fitted" and sens.overlap is not None
+    pairs = sens.pairs
+    dependent = res.overlap.pairs[res.overlap.pairs.dependent]  # type: ignore[union-attr]
+    assert len(pairs) == len(dependent) >= 2
+    counts = studies.drop_duplicates([MA, "study"]).groupby(MA).size()
+    for row in pairs.itertuples():
+        assert row.dropped in (row.meta_analysis_a, row.meta_analysis_b)
+        assert row.kept == ({row.meta_analysis_a, row.meta_analysis_b} - {row.dropped}).pop()
+        assert counts[row.kept] >= counts[row.dropped]  # the larger one is kept
+        assert row.share_percent >= 50.0
+    assert {"SYN-MA01", "SYN-MA05"} <= set(sens.overlap.dropped)
+    effects = res.effects
+    assert_estimate(sens.overlap, effects[~effects[MA].astype(str).isin(set(sens.overlap.dropped))])
+
+
+def test_ties_keep_the_higher_quality_then_the_more_recent(example: simulate.SomaExample) -> None:
+    effects, studies = example.effects, example.studies
+    a_studies = studies[studies[MA] == "SYN-MA01"]
+    twin = a_studies.assign(**{MA: "SYN-MA02"})  # MA02 lists exactly MA01's studies: a tie on size
+    tied = pd.concat([studies[studies[MA] != "SYN-MA02"], twin], ignore_index=True)
+    quality = appraise(example.amstar).set_index(MA).criteria_met
+    res = soma(effects, studies=tied, amstar=example.amstar)
+    assert res.sensitivity is not None
+    row = res.sensitivity.pairs.set_index(["meta_analysis_a", "meta_analysis_b"]).loc[("SYN-MA01", "SYN-MA02")]
+    if quality["SYN-MA01"] != quality["SYN-MA02"]:
+        assert row.kept == quality[["SYN-MA01", "SYN-MA02"]].idxmax()
+    no_quality = soma(effects, studies=tied)
+    assert no_quality.sensitivity is not None
+    years = effects.groupby(MA).year.first()
+    row = no_quality.sensitivity.pairs.set_index(["meta_analysis_a", "meta_analysis_b"]).loc[("SYN-MA01", "SYN-MA02")]
+    expected = "SYN-MA01" if years["SYN-MA01"] >= years["SYN-MA02"] else "SYN-MA02"
+    assert row.kept == expected
+    same_year = soma(effects.assign(year=2000), studies=tied)
+    assert same_year.sensitivity is not None
+    assert same_year.sensitivity.pairs.kept.iloc[0] == "SYN-MA01"  # then the first by name
+
+
+def test_no_dependent_pairs_is_said(sens: SomaSensitivity) -> None:
+    assert sens.overlap_status == "no dependent pairs" and sens.overlap is None and sens.pairs.empty
+    assert any("half or more" in n for n in sens.notes)
+
+
+def test_small_study_effects(result: SomaResult, sens: SomaSensitivity) -> None:
+    assert sens.egger == result.egger_slope
+    direct = pet_peese(fit(result.effects), model="rma")
+    assert sens.pet_peese_fit.selected == direct.selected
+    assert sens.pet_peese.z == pytest.approx(direct.estimate, rel=1e-6)
+    assert sens.pet_peese.ci_lb == pytest.approx(direct.ci_lb, rel=1e-6)
+    assert sens.to_dict()["small_study"]["pet_peese"]["model"].startswith("three-level")  # type: ignore[index]
+
+
+def estimate(z: float, p: float, analysis: str = "pet-peese") -> SensitivityEstimate:
+    from edueffects.core.errors import Message
+
+    return SensitivityEstimate(analysis, Message("test {0}", z), 10, 3, z, 0.05, z - 0.1, z + 0.1, p, robust_p=p)
+
+
+def test_verdict_rules(sens: SomaSensitivity) -> None:
+    assert sens.verdict == "robust"
+    assert "robust" in str(sens.verdict_message) and "±0.05" in str(sens.verdict_message)
+    z = sens.full.z
+    shifted = replace(sens, pet_peese=estimate(float(np.arctanh(np.tanh(z) + 0.08)), 1e-4))
+    assert shifted.verdict == "size-sensitive" and len(shifted.shifted) == 1
+    assert "test" in str(shifted.verdict_message)
+    assert replace(sens, band=0.1, pet_peese=shifted.pet_peese).verdict == "robust"
+    lost = replace(sens, pet_peese=estimate(z, 0.2))
+    assert lost.verdict == "not robust" and lost.changed == (lost.pet_peese,)
+    flipped = replace(sens, pet_peese=estimate(-z, 1e-4))
+    assert flipped.verdict == "not robust"
+    # a pooled estimate that is not significant: keeping the conclusion means staying non-significant
+    null_full = replace(sens.full, robust_p=0.3)
+    null = replace(sens, full=null_full, leave_one_out=(), amstar=None, pet_peese=estimate(-z * 0.1, 0.6))
+    assert null.keeps_conclusion(null.pet_peese)
+    assert not null.keeps_conclusion(estimate(z, 0.01))
+    frame = sens.tidy()
+    assert frame.keeps_conclusion.all() and frame.within_band.all()
+    assert len(frame) == 1 + len(sens.estimates())
+
+
+def test_sensitivity_can_be_skipped_and_bad_options_are_refused(
+    result: SomaResult, example: simulate.SomaExample
+) -> None:
+    res = soma(example.effects, sensitivity=False)
+    assert res.sensitivity is None and res.tidy("sensitivity").empty and res.to_dict()["sensitivity"] is None
+    assert "Sensitivity" not in res.summary() and "Sensitivity analyses" in result.summary()
+    with pytest.raises(InputError, match="sensitivity must be true or false"):
+        soma(example.effects, sensitivity="yes")  # type: ignore[arg-type]
+    for kwargs in ({"band": 0.0}, {"band": -0.1}, {"band": True}, {"alpha": 1.5}, {"alpha": "0.05"}):
+        with pytest.raises(InputError, match=r"sensitivity (band|alpha) must be a number"):
+            soma_sensitivity(result, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="give the result of soma"):
+        soma_sensitivity("result")  # type: ignore[arg-type]
+
+
+def test_json_and_tables(result: SomaResult) -> None:
+    from edueffects.io.json_output import dumps
+
+    d = result.to_dict()["sensitivity"]
+    assert isinstance(d, dict) and d["verdict"] == "robust"
+    assert "rule" in d["overlap"] and d["rules"] == {"alpha": 0.05, "band_r": 0.05}
+    dumps(result.to_dict())
+    assert "sensitivity" in result.ANALYSES and not result.tidy("sensitivity").empty
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**16))
+def test_row_order_does_not_matter(example: simulate.SomaExample, seed: int) -> None:
+    effects = example.effects[example.effects[MA].isin([f"SYN-MA{i:02d}" for i in range(1, 9)])]
+    shuffled = effects.sample(frac=1.0, random_state=seed)
+    a, b = soma(effects, moderators=[]), soma(shuffled, moderators=[])
+    assert a.sensitivity is not None and b.sensitivity is not None
+    loo_a = {e.dropped[0]: e for e in a.sensitivity.leave_one_out}
+    for e in b.sensitivity.leave_one_out:
+        assert e.z == pytest.approx(loo_a[e.dropped[0]].z, rel=1e-6)
+        assert e.robust_p == pytest.approx(loo_a[e.dropped[0]].robust_p, rel=1e-5)
+    assert b.sensitivity.pet_peese.z == pytest.approx(a.sensitivity.pet_peese.z, rel=1e-6)
