@@ -1,5 +1,6 @@
 """Influence diagnostics, leave-one-out and cumulative meta-analysis (metafor's ``influence.rma.uni``,
-``leave1out``, ``cumul``, ``cooks.distance.rma.mv`` and ``hatvalues.rma.mv``).
+``leave1out``, ``cumul``, ``cooks.distance.rma.mv``, ``hatvalues.rma.mv``, ``rstudent.rma.mv`` and
+``dfbetas.rma.mv``).
 
 Every deleted fit re-estimates the variance components by the model's own method, test and level,
 Newton-started from the full fit's estimates (the core's ``maximize`` on an orthonormal basis of the
@@ -12,23 +13,34 @@ moderators, as ``meta()`` does). With ``b``, ``V_b`` of the full fit and ``b(-i)
 - DFFITS: ``x_i'(b - b(-i)) / sqrt(s2w(-i) h_i (tau^2(-i) + v_i))``;
 - Cook's distance: ``(b - b(-i))' V_b^-1 (b - b(-i))``; covariance ratio: ``det V_b(-i) / det V_b``;
 - DFBETAS: ``(b - b(-i)) / sqrt(s2w(-i) diag((X'W(-i)X)^-1))``, ``W(-i)`` with ``tau^2(-i)`` on all rows.
+
+Multilevel models (``rstudent.rma.mv``, ``dfbetas.rma.mv``), deleting effect or cluster ``c`` (rows ``c``):
+``M(-c)`` is the full data's marginal covariance at the deleted fit's variance components,
+
+- rstudent: ``e_c = y_c - X_c b(-c)``, ``se = sqrt(diag(S_c))``, ``z = e_c / se`` with
+  ``S_c = M(-c)[c, c] + X_c V_b(-c) X_c'``; by cluster also ``X2 = e_c' S_c^-1 e_c`` on ``k`` (rows of ``c``) df;
+- DFBETAS: ``(b - b(-c)) / sqrt(diag((X'M(-c)^-1 X)^-1))``.
+
+The deleted fits of a result are computed once per deletion set and shared by all diagnostics.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 from edueffects.core.blocks import iter_blocks
-from edueffects.core.distributions import chi2_sf
 from edueffects.core.errors import InputError
 from edueffects.core.inference import coefficient_table
 from edueffects.core.jet import Array
 from edueffects.core.linalg import weighted_ls
-from edueffects.core.nested import design_from_rows, evaluate, maximize
+from edueffects.core.nested import IntArray, design_from_rows, evaluate, maximize
 from edueffects.core.results import ResultDisplay, format_level
 from edueffects.meta.estimators import moment_tau2
 from edueffects.meta.result import MetaResult
@@ -38,11 +50,14 @@ __all__ = [
     "CumulativeResult",
     "InfluenceResult",
     "LeaveOneOut",
+    "StudentizedResiduals",
     "cooks_distance",
     "cumul",
+    "dfbetas",
     "hatvalues",
     "influence",
     "leave1out",
+    "rstudent",
 ]
 
 
@@ -60,9 +75,38 @@ class _Fit:
     k: int
 
 
+@dataclass(frozen=True)
+class _Fits:
+    """Deleted (or cumulative) fits stacked over deletions: ``beta`` (d, p), ``cov`` (d, p, p), ``theta``
+    (d, t), and per deletion ``s2w``, ``qe``, ``qe_df``, ``typical_v``, ``k``."""
+
+    beta: Array
+    cov: Array
+    theta: Array
+    s2w: Array
+    qe: Array
+    qe_df: Array
+    typical_v: Array
+    k: Array
+
+
+def _stack(fits: Sequence[_Fit]) -> _Fits:
+    return _Fits(
+        np.array([f.beta for f in fits]),
+        np.array([f.cov for f in fits]),
+        np.array([f.theta for f in fits]).reshape(len(fits), -1),
+        np.array([f.s2w for f in fits]),
+        np.array([f.qe for f in fits]),
+        np.array([f.qe_df for f in fits], dtype=float),
+        np.array([f.typical_v for f in fits]),
+        np.array([f.k for f in fits], dtype=float),
+    )
+
+
 def _check(res: object, what: str) -> MetaResult:
     if not isinstance(res, MetaResult):
         raise InputError("{0}: give the result of meta() (got {1})", what, type(res).__name__)
+    res.require_independent_errors(what)  # deletion refits of the CHE model (rho) are not implemented
     return res
 
 
@@ -87,12 +131,19 @@ def _recode(codes: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [np.unique(c, return_inverse=True)[1].astype(np.intp) for c in codes]
 
 
+def _nan_fit(p: int, n_theta: int, k: int) -> _Fit:
+    return _Fit(np.full(p, np.nan), np.full((p, p), np.nan), np.full(n_theta, np.nan), np.nan, np.nan, k - p, np.nan, k)
+
+
 def _refit(res: MetaResult, keep: np.ndarray) -> _Fit:
     """The model refitted on the rows ``keep``: Newton from the full fit's variance components (multilevel:
-    without the global search, the deleted fit's optimum lying next to the full one)."""
+    without the global search, the deleted fit's optimum lying next to the full one). Moderators no longer
+    estimable without the rows give NaN (metafor: NA)."""
     st = res.state
     x, y, v = st.x[keep], st.y[keep], st.v[keep]
     k, p = x.shape
+    if k < p or np.linalg.matrix_rank(x) < p:
+        return _nan_fit(p, len(res.variance), k)
     basis, r_factor = np.linalg.qr(x)
     to_original = np.linalg.inv(r_factor)
     fe = weighted_ls(basis, y, 1.0 / v)
@@ -130,44 +181,37 @@ def _refit(res: MetaResult, keep: np.ndarray) -> _Fit:
     )
 
 
-def _df(res: MetaResult, fit: _Fit) -> float:
-    return float(fit.qe_df) if res.test in ("t", "knha") else float("inf")
-
-
-def _summary_rows(res: MetaResult, fits: list[_Fit]) -> pd.DataFrame:
+def _summary_rows(res: MetaResult, fits: _Fits) -> pd.DataFrame:
     """metafor's ``leave1out``/``cumul`` columns for intercept-only models."""
-    rows = []
-    for fit in fits:
-        se = float(np.sqrt(fit.cov[0, 0]))
-        coef = coefficient_table(("intrcpt",), fit.beta[:1], np.array([se]), _df(res, fit), res.level)
-        row: dict[str, float] = {
-            "k": float(fit.k),
-            "estimate": float(fit.beta[0]),
+    se = np.sqrt(fits.cov[:, 0, 0])
+    df = fits.qe_df if res.test in ("t", "knha") else np.full(fits.k.size, np.inf)
+    coef = coefficient_table(("intrcpt",), fits.beta[:, 0], se, df, res.level)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        qp = np.where(fits.qe_df > 0, special.chdtrc(np.maximum(fits.qe_df, 1.0), fits.qe), 1.0)
+        table: dict[str, Array] = {
+            "k": fits.k,
+            "estimate": fits.beta[:, 0],
             "se": se,
-            "zval": float(coef.stat[0]),
-            "pval": float(coef.pval[0]),
-            "ci_lb": float(coef.ci_lb[0]),
-            "ci_ub": float(coef.ci_ub[0]),
-            "Q": fit.qe,
-            "Qp": float(chi2_sf(fit.qe, fit.qe_df)) if fit.qe_df > 0 else 1.0,
+            "zval": coef.stat,
+            "pval": coef.pval,
+            "ci_lb": coef.ci_lb,
+            "ci_ub": coef.ci_ub,
+            "Q": fits.qe,
+            "Qp": qp,
         }
         if res.model == "multilevel":
-            for name, value in zip(res.variance_names, fit.theta, strict=True):
-                row[name.replace(" ", "_")] = float(value)
+            for j, name in enumerate(res.variance_names):
+                table[name.replace(" ", "_")] = fits.theta[:, j]
+        elif res.model == "fixed":
+            table["I2"] = np.where(fits.qe > 0, np.maximum(0.0, 100.0 * (fits.qe - fits.qe_df) / fits.qe), 0.0)
+            table["H2"] = np.where(fits.qe_df > 0, fits.qe / fits.qe_df, 1.0)
         else:
-            tau2 = float(fit.theta[0]) if res.model == "univariate" else 0.0
-            if res.model == "fixed":
-                row["I2"] = max(0.0, 100.0 * (fit.qe - fit.qe_df) / fit.qe) if fit.qe > 0 else 0.0
-                row["H2"] = fit.qe / fit.qe_df if fit.qe_df > 0 else 1.0
-            else:
-                row["tau2"] = tau2
-                if fit.qe_df == 0:  # one effect
-                    row["I2"], row["H2"] = 0.0, 1.0
-                else:
-                    row["I2"] = 100.0 * tau2 / (tau2 + fit.typical_v)
-                    row["H2"] = (tau2 + fit.typical_v) / fit.typical_v
-        rows.append(row)
-    return pd.DataFrame(rows)
+            tau2 = fits.theta[:, 0]
+            one = fits.qe_df == 0  # one effect
+            table["tau2"] = tau2
+            table["I2"] = np.where(one, 0.0, 100.0 * tau2 / (tau2 + fits.typical_v))
+            table["H2"] = np.where(one, 1.0, (tau2 + fits.typical_v) / fits.typical_v)
+    return pd.DataFrame(table)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -233,21 +277,112 @@ class InfluenceResult(ResultDisplay):
         return f"{self.kind}\n" + self.table.to_string(index=False)
 
 
-def _deletion_sets(res: MetaResult, cluster: str | None) -> tuple[list[np.ndarray], pd.DataFrame, str]:
-    """Rows kept for every deletion, a label column per deletion, and what is left out."""
-    k = res.k
-    if cluster is None:
-        keeps = []
-        for i in range(k):
-            keep = np.ones(k, dtype=bool)
-            keep[i] = False
-            keeps.append(keep)
-        return keeps, pd.DataFrame({"effect": np.arange(1, k + 1)}), "effect"
-    values = _column(res, cluster)
-    labels = pd.unique(values)
-    codes = pd.Index(labels).get_indexer(pd.Index(values))
-    keeps = [codes != j for j in range(len(labels))]
-    return keeps, pd.DataFrame({cluster: labels}), cluster
+@dataclass(frozen=True, eq=False, repr=False)
+class StudentizedResiduals(ResultDisplay):
+    """Externally studentized residuals (metafor ``rstudent``): ``table`` one row per effect (resid, se, z,
+    and the cluster deleted with it); with ``cluster``, ``clusters`` one row per cluster with
+    ``X2 = e_c' S_c^-1 e_c`` and ``k``, its degrees of freedom (the rows of the cluster)."""
+
+    table: pd.DataFrame
+    clusters: pd.DataFrame | None
+    left_out: str
+
+    def tidy(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "left_out": self.left_out,
+            "rows": self.table.replace({np.nan: None}).to_dict(orient="records"),
+        }
+        if self.clusters is not None:
+            out["clusters"] = self.clusters.replace({np.nan: None}).to_dict(orient="records")
+        return out
+
+    def summary(self) -> str:
+        text = f"Externally studentized residuals, deleting each {self.left_out}\n" + self.table.to_string(index=False)
+        if self.clusters is not None:
+            text += f"\n\nBy {self.left_out}: X2 on k df\n" + self.clusters.to_string(index=False)
+        return text
+
+
+class _Deletions:
+    """The deleted fits of one result for one deletion set (each effect, or each cluster of a column),
+    shared by every diagnostic: ``rows`` lists the rows each deletion removes (``members`` concatenated,
+    ``owner`` the deletion of each), ``fits`` the refits."""
+
+    def __init__(self, res: MetaResult, cluster: str | None) -> None:
+        self.res = res
+        k = res.k
+        if cluster is None:
+            codes = np.arange(k, dtype=np.intp)
+            self.labels = pd.DataFrame({"effect": np.arange(1, k + 1)})
+            self.what = "effect"
+        else:
+            values = _column(res, cluster)
+            first = pd.unique(values)
+            codes = pd.Index(first).get_indexer(pd.Index(values)).astype(np.intp)
+            self.labels = pd.DataFrame({cluster: first})
+            self.what = cluster
+        self.codes = codes
+        self.members = np.argsort(codes, kind="stable").astype(np.intp)
+        self.owner = codes[self.members]
+        self.n = len(self.labels)
+
+    def keep(self, d: int) -> np.ndarray:
+        return np.asarray(self.codes != d)
+
+    @cached_property
+    def fits(self) -> _Fits:
+        return _stack([_refit(self.res, self.keep(d)) for d in range(self.n)])
+
+    @cached_property
+    def full_cov(self) -> Array:
+        """``(X'M(-c)^-1 X)^-1 s2w(-c)``: the covariance of ``b`` on all rows at each deleted fit's variance
+        components (the scale of DFBETAS)."""
+        res, st, fits = self.res, self.res.state, self.fits
+        p = st.x.shape[1]
+        out = np.full((self.n, p, p), np.nan)
+        ok = np.all(np.isfinite(fits.theta), axis=1) & np.isfinite(fits.s2w)
+        if res.model == "multilevel":
+            basis, r_factor = np.linalg.qr(st.x)
+            to_original = np.linalg.inv(r_factor)
+            design = design_from_rows(basis, st.y, st.v, list(st.level_codes), residual=False)
+            for d in np.flatnonzero(ok):
+                out[d] = to_original @ evaluate(design, fits.theta[d], "ML").cov_beta @ to_original.T
+        else:
+            tau2 = fits.theta[:, 0] if res.model == "univariate" else np.zeros(self.n)
+            w = 1.0 / (st.v[None, :] + tau2[:, None])
+            xtwx = np.einsum("dk,ki,kj->dij", w[ok], st.x, st.x)
+            out[ok] = np.linalg.inv(xtwx)
+        return out * fits.s2w[:, None, None]
+
+    def marginal_blocks(self, rows: IntArray, owner: IntArray) -> Array:
+        """``M(-c)[rows, rows]`` for deletions ``owner`` (n, s, s): the marginal covariance among ``rows``
+        (each of shape (n, s)) at the deleted fit's variance components, times ``s2w``."""
+        st, fits = self.res.state, self.fits
+        s = rows.shape[1]
+        block = np.zeros((rows.shape[0], s, s))
+        diag = st.v[rows]
+        if self.res.model == "multilevel":
+            for level, codes in enumerate(st.level_codes):
+                same = codes[rows][:, :, None] == codes[rows][:, None, :]
+                block += fits.theta[owner, level][:, None, None] * same
+        elif self.res.model == "univariate":
+            diag = diag + fits.theta[owner, 0][:, None]
+        block[:, np.arange(s), np.arange(s)] += diag
+        return block * fits.s2w[owner][:, None, None]
+
+
+_MEMO: weakref.WeakKeyDictionary[MetaResult, dict[str | None, _Deletions]] = weakref.WeakKeyDictionary()
+
+
+def _deletions(res: MetaResult, cluster: str | None) -> _Deletions:
+    """The shared deletion record of ``res`` for ``cluster`` (computed once, refits on first use)."""
+    memo = _MEMO.setdefault(res, {})
+    if cluster not in memo:
+        memo[cluster] = _Deletions(res, cluster)
+    return memo[cluster]
 
 
 def leave1out(res: MetaResult, cluster: str | None = None) -> LeaveOneOut:
@@ -256,9 +391,9 @@ def leave1out(res: MetaResult, cluster: str | None = None) -> LeaveOneOut:
     z (or t), p, CI, Q, Qp, and tau^2, I^2, H^2 (univariate) or the variance components (multilevel)."""
     res = _check(res, "leave1out")
     _intercept_only(res, "leave1out")
-    keeps, labels, what = _deletion_sets(res, cluster)
-    table = pd.concat([labels, _summary_rows(res, [_refit(res, keep) for keep in keeps])], axis=1)
-    return LeaveOneOut(table, what, res.level)
+    dels = _deletions(res, cluster)
+    table = pd.concat([dels.labels.copy(), _summary_rows(res, dels.fits)], axis=1)
+    return LeaveOneOut(table, dels.what, res.level)
 
 
 def cumul(res: MetaResult, order: str) -> CumulativeResult:
@@ -275,7 +410,7 @@ def cumul(res: MetaResult, order: str) -> CumulativeResult:
         keep[sort[:n]] = True
         fits.append(_refit(res, keep))
     labels = pd.DataFrame({"effect": sort + 1, order: values.to_numpy()[sort]})
-    return CumulativeResult(pd.concat([labels, _summary_rows(res, fits)], axis=1), order, res.level)
+    return CumulativeResult(pd.concat([labels, _summary_rows(res, _stack(fits))], axis=1), order, res.level)
 
 
 def _hat_univariate(res: MetaResult) -> Array:
@@ -285,75 +420,155 @@ def _hat_univariate(res: MetaResult) -> Array:
     return hat
 
 
+def _hat(res: MetaResult) -> Array:
+    st = res.state
+    if res.model != "multilevel":
+        return _hat_univariate(res)
+    hat = np.empty(res.k)
+    for rows, block in iter_blocks(st.level_codes[0], st.v, st.level_codes, st.theta):
+        wx = np.linalg.inv(block) @ st.x[rows]
+        hat[rows] = np.einsum("csi,ij,csj->cs", st.x[rows], st.cov_beta, wx)
+    return hat
+
+
 def hatvalues(res: MetaResult) -> InfluenceResult:
     """Hat values ``diag(X (X'WX)^-1 X'W)`` (metafor ``hatvalues.rma.uni``, ``hatvalues.rma.mv``), ``W``
     the inverse marginal covariance, computed per cluster block for multilevel models."""
     res = _check(res, "hatvalues")
-    st = res.state
-    if res.model != "multilevel":
-        hat = _hat_univariate(res)
-    else:
-        hat = np.empty(res.k)
-        for rows, block in iter_blocks(st.level_codes[0], st.v, st.level_codes, st.theta):
-            wx = np.linalg.inv(block) @ st.x[rows]
-            hat[rows] = np.einsum("csi,ij,csj->cs", st.x[rows], st.cov_beta, wx)
-    return InfluenceResult(pd.DataFrame({"effect": np.arange(1, res.k + 1), "hat": hat}), "Hat values")
+    return InfluenceResult(pd.DataFrame({"effect": np.arange(1, res.k + 1), "hat": _hat(res)}), "Hat values")
+
+
+def _cook(res: MetaResult, dels: _Deletions) -> Array:
+    dfb = res.state.beta[None, :] - dels.fits.beta
+    out: Array = np.asarray(np.einsum("di,ij,dj->d", dfb, np.linalg.inv(res.cov_beta), dfb), dtype=np.float64)
+    return out
 
 
 def cooks_distance(res: MetaResult, cluster: str | None = None) -> InfluenceResult:
     """Cook's distances ``(b - b(-i))' V_b^-1 (b - b(-i))`` of every effect or (``cluster``) every cluster,
     with the variance components re-estimated (metafor ``cooks.distance.rma.mv``, ``cooks.distance.rma.uni``)."""
     res = _check(res, "cooks_distance")
-    keeps, labels, _ = _deletion_sets(res, cluster)
-    beta = res.state.beta
-    inv_vb = np.linalg.inv(res.cov_beta)
-    cook = []
-    for keep in keeps:
-        dfb = beta - _refit(res, keep).beta
-        cook.append(float(dfb @ inv_vb @ dfb))
-    labels["cook_d"] = cook
+    dels = _deletions(res, cluster)
+    labels = dels.labels.copy()
+    labels["cook_d"] = _cook(res, dels)
     return InfluenceResult(labels, "Cook's distances")
 
 
-def influence(res: MetaResult) -> InfluenceResult:
-    """Case-deletion diagnostics of a univariate model (metafor ``influence.rma.uni``): rstudent, dffits,
-    cook_d, cov_r, tau2_del, QE_del, hat, weight (percent) and one DFBETAS column per coefficient."""
+def _dfbetas(res: MetaResult, dels: _Deletions) -> Array:
+    dfb = res.state.beta[None, :] - dels.fits.beta
+    out: Array = dfb / np.sqrt(np.diagonal(dels.full_cov, axis1=1, axis2=2))
+    return out
+
+
+def dfbetas(res: MetaResult, cluster: str | None = None) -> InfluenceResult:
+    """DFBETAS of every effect or (``cluster``) every cluster: ``(b - b(-c)) / sqrt(diag((X'M(-c)^-1 X)^-1))``,
+    ``M(-c)`` the marginal covariance of all rows at the deleted fit's variance components (metafor
+    ``dfbetas.rma.mv``; ``dfbetas.rma.uni`` for univariate models, times the Knapp–Hartung factor)."""
+    res = _check(res, "dfbetas")
+    dels = _deletions(res, cluster)
+    table = dels.labels.copy()
+    for j, name in enumerate(res.coefficients.names):
+        table[f"dfbetas_{name}"] = _dfbetas(res, dels)[:, j]
+    return InfluenceResult(table, "DFBETAS")
+
+
+def _rstudent(res: MetaResult, dels: _Deletions) -> tuple[Array, Array, Array]:
+    """Deleted residuals, their standard errors (per row) and ``X2`` per deletion (see the module docstring)."""
+    st, fits = res.state, dels.fits
+    k = res.k
+    resid, se, x2 = np.full(k, np.nan), np.full(k, np.nan), np.full(dels.n, np.nan)
+    sizes = np.bincount(dels.owner, minlength=dels.n)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    for size in np.unique(sizes[sizes > 0]).tolist():  # deletions of equal size as one batch of blocks
+        which = np.flatnonzero(sizes == size)
+        rows = dels.members[starts[which][:, None] + np.arange(size)[None, :]]
+        xc = st.x[rows]  # (n, s, p)
+        e = st.y[rows] - np.einsum("nsp,np->ns", xc, fits.beta[which])
+        e[np.abs(e) < 100 * np.finfo(float).eps] = 0.0
+        s_c = dels.marginal_blocks(rows, which) + np.einsum("nsp,npq,ntq->nst", xc, fits.cov[which], xc)
+        resid[rows] = e
+        se[rows] = np.sqrt(np.diagonal(s_c, axis1=1, axis2=2))
+        ok = np.all(np.isfinite(s_c), axis=(1, 2)) & np.all(np.isfinite(e), axis=1)
+        x2[which[ok]] = np.einsum("ns,ns->n", e[ok], np.linalg.solve(s_c[ok], e[ok][..., None])[..., 0])
+    return resid, se, x2
+
+
+def rstudent(res: MetaResult, cluster: str | None = None) -> StudentizedResiduals:
+    """Externally studentized residuals (metafor ``rstudent.rma.mv``, ``rstudent.rma.uni``): every effect
+    against the fit without it, or (``cluster``) without its whole cluster; by cluster also the
+    Mahalanobis-type ``X2 = e_c' S_c^-1 e_c`` of each cluster with its ``k`` degrees of freedom."""
+    res = _check(res, "rstudent")
+    dels = _deletions(res, cluster)
+    resid, se, x2 = _rstudent(res, dels)
+    table = pd.DataFrame({"effect": np.arange(1, res.k + 1)})
+    clusters = None
+    if cluster is not None:
+        table[cluster] = dels.labels[cluster].to_numpy()[dels.codes]
+        clusters = dels.labels.copy()
+        clusters["X2"] = x2
+        clusters["k"] = np.bincount(dels.codes, minlength=dels.n)
+    table["resid"], table["se"], table["z"] = resid, se, resid / se
+    return StudentizedResiduals(table, clusters, dels.what)
+
+
+def influence(res: MetaResult, cluster: str | None = None) -> InfluenceResult:
+    """Case-deletion diagnostics. Univariate models (metafor ``influence.rma.uni``): rstudent, dffits,
+    cook_d, cov_r, tau2_del, QE_del, hat, weight (percent) and one DFBETAS column per coefficient.
+    Multilevel models, by effect or (``cluster``) by cluster, from one set of deleted fits: rstudent
+    (by effect: z, resid, se; by cluster: X2 on k df), cook_d, the variance components of the deleted
+    fit, hat (by effect) and one DFBETAS column per coefficient (``rstudent.rma.mv``,
+    ``cooks.distance.rma.mv``, ``hatvalues.rma.mv``, ``dfbetas.rma.mv``)."""
     res = _check(res, "influence")
-    _univariate(res, "influence")
+    if res.model == "multilevel":
+        return _influence_multilevel(res, cluster)
+    if cluster is not None:
+        raise InputError("influence by cluster is for multilevel models: fit meta() with cluster")
     st = res.state
-    x, y, v = st.x, st.y, st.v
-    k, p = x.shape
+    x, v = st.x, st.v
+    k = res.k
     tau2 = st.residual_variance
     hat = _hat_univariate(res)
     w = 1.0 / (v + tau2)
     weight = 100.0 * w / np.sum(w)
-    beta, vb = st.beta, res.cov_beta
-    inv_vb = np.linalg.inv(vb)
-    det_vb = np.linalg.det(vb)
-    pred_full = x @ beta
-    out = {name: np.full(k, np.nan) for name in ("rstudent", "dffits", "cook_d", "cov_r", "tau2_del", "QE_del")}
-    dfbetas = np.full((k, p), np.nan)
-    for i in range(k):
-        keep = np.ones(k, dtype=bool)
-        keep[i] = False
-        fit = _refit(res, keep)
-        tau2_del = float(fit.theta[0]) if res.model == "univariate" else 0.0
-        delpred = float(x[i] @ fit.beta)
-        vdelpred = float(x[i] @ fit.cov @ x[i])
-        resid = y[i] - delpred
-        if abs(resid) < 100 * np.finfo(float).eps:
-            resid = 0.0
-        out["rstudent"][i] = resid / np.sqrt(fit.s2w * (v[i] + tau2_del) + vdelpred)
-        out["dffits"][i] = (pred_full[i] - delpred) / np.sqrt(fit.s2w * hat[i] * (tau2_del + v[i]))
-        dfb = beta - fit.beta
-        out["cook_d"][i] = float(dfb @ inv_vb @ dfb)
-        out["cov_r"][i] = float(np.linalg.det(fit.cov) / det_vb)
-        out["tau2_del"][i] = tau2_del
-        out["QE_del"][i] = fit.qe
-        xw = x / (v + tau2_del)[:, None]
-        vb_del = np.linalg.inv(xw.T @ x)
-        dfbetas[i] = dfb / np.sqrt(fit.s2w * np.diag(vb_del))
-    table = pd.DataFrame({"effect": np.arange(1, k + 1), **out, "hat": hat, "weight": weight})
+    dels = _deletions(res, None)
+    fits = dels.fits
+    tau2_del = fits.theta[:, 0] if res.model == "univariate" else np.zeros(k)
+    delpred = np.einsum("ip,ip->i", x, fits.beta)
+    resid, se, _ = _rstudent(res, dels)
+    table = pd.DataFrame(
+        {
+            "effect": np.arange(1, k + 1),
+            "rstudent": resid / se,
+            "dffits": (x @ st.beta - delpred) / np.sqrt(fits.s2w * hat * (tau2_del + v)),
+            "cook_d": _cook(res, dels),
+            "cov_r": np.linalg.det(fits.cov) / np.linalg.det(res.cov_beta),
+            "tau2_del": tau2_del,
+            "QE_del": fits.qe,
+            "hat": hat,
+            "weight": weight,
+        }
+    )
     for j, name in enumerate(res.coefficients.names):
-        table[f"dfbetas_{name}"] = dfbetas[:, j]
+        table[f"dfbetas_{name}"] = _dfbetas(res, dels)[:, j]
     return InfluenceResult(table, "Influence diagnostics")
+
+
+def _influence_multilevel(res: MetaResult, cluster: str | None) -> InfluenceResult:
+    dels = _deletions(res, cluster)
+    resid, se, x2 = _rstudent(res, dels)
+    table = dels.labels.copy()
+    if cluster is None:
+        table["rstudent"], table["resid"], table["se"] = resid / se, resid, se
+    else:
+        table["X2"] = x2
+        table["k"] = np.bincount(dels.codes, minlength=dels.n)
+    table["cook_d"] = _cook(res, dels)
+    for j, name in enumerate(res.variance_names):
+        table[name.replace(" ", "_") + "_del"] = dels.fits.theta[:, j]
+    if cluster is None:
+        table["hat"] = _hat(res)
+    values = _dfbetas(res, dels)
+    for j, name in enumerate(res.coefficients.names):
+        table[f"dfbetas_{name}"] = values[:, j]
+    by = "effect" if cluster is None else cluster
+    return InfluenceResult(table, f"Influence diagnostics by {by}")
