@@ -30,6 +30,7 @@ from edueffects.io.json_output import dumps
 from edueffects.options import (
     DEFAULT_LEVEL,
     DEFAULT_METHOD,
+    DEFAULT_RHOS,
     DEFAULT_ROBUST_TEST,
     DEFAULT_TEST,
     EFFECT_MEASURES,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from edueffects.io import Source
+    from edueffects.meta.dependence import RhoSensitivity
 
 
 def write_json(payload: dict[str, object], target: str) -> None:
@@ -92,6 +94,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="fix variance components of a multilevel model, outer first (NA = estimate): '--sigma2 NA 0'",
     )
     m.add_argument("--tau2", type=float, help="fix tau^2 of a random-effects model")
+    m.add_argument(
+        "--rho",
+        type=number(),
+        help="known correlation of the sampling errors within a cluster (CHE model, 0 <= rho < 1)",
+    )
+    m.add_argument(
+        "--rho-sensitivity",
+        nargs="*",
+        type=number(),
+        metavar="RHO",
+        help=f"refit at each rho (default {' '.join(f'{r:g}' for r in DEFAULT_RHOS)}) with CR2 tests by --cluster",
+    )
     m.add_argument(
         "--predict",
         nargs="+",
@@ -266,6 +280,30 @@ def _new_moderators(values: list[str]) -> dict[str, list[object]]:
     return columns
 
 
+def _rho_sensitivity(args: argparse.Namespace, data: pd.DataFrame, mods: str | list[str]) -> RhoSensitivity:
+    """``--rho-sensitivity``: the model refitted at each rho, CR2 tests clustered by ``--cluster``."""
+    from edueffects.meta import rho_sensitivity
+
+    if args.cluster is None:
+        raise InputError("--rho-sensitivity needs --cluster: rho correlates the sampling errors within clusters")
+    return rho_sensitivity(
+        data,
+        args.yi,
+        args.vi,
+        args.cluster,
+        args.within,
+        rhos=args.rho_sensitivity or DEFAULT_RHOS,
+        method=args.method,
+        mods=mods,
+        categorical=args.categorical,
+        test=args.test,
+        level=args.level,
+        missing="drop" if args.drop_missing else "error",
+        variance_ci=False,
+        sigma2=_fixed_variances(args.sigma2),
+    )
+
+
 def _run_meta(args: argparse.Namespace) -> int:
     from edueffects.io import load_table, missing_counts
     from edueffects.meta import meta
@@ -298,8 +336,10 @@ def _run_meta(args: argparse.Namespace) -> int:
             variance_ci=not args.no_variance_ci,
             sigma2=_fixed_variances(args.sigma2),
             tau2=args.tau2,
+            rho=args.rho,
         )
         _ = result.variance_ci  # computed on first use: here, under the progress display
+        sensitivity = _rho_sensitivity(args, data, mods) if args.rho_sensitivity is not None else None
     finally:
         stop()
     predictions = result.predict(_new_moderators(args.predict), transf=args.transf) if args.predict else None
@@ -317,6 +357,8 @@ def _run_meta(args: argparse.Namespace) -> int:
             payload["predictions"] = predictions.to_dict()
         if robust is not None:
             payload["robust"] = robust.to_dict(args.robust_test)
+        if sensitivity is not None:
+            payload["rho_sensitivity"] = sensitivity.to_dict()
         payload["input"] = _input_record(args.file, len(data), result.n_dropped, missing, notes)
         write_json(payload, args.json)
         if args.json == "-":
@@ -332,6 +374,9 @@ def _run_meta(args: argparse.Namespace) -> int:
         print(robust.summary())
         for test in robust.term_tests(args.robust_test):
             print(test.summary().splitlines()[0])
+    if sensitivity is not None:
+        print()
+        print(sensitivity.summary())
     for line in notes_lines(notes):
         print(line)
     return 0

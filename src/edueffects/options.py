@@ -33,3 +33,5 @@ DEFAULT_METHOD: EstimationMethod = "REML"
 DEFAULT_TEST: TestMethod = "z"
 DEFAULT_LEVEL = 95.0
 DEFAULT_ROBUST_TEST: RobustTest = "HTZ"
+DEFAULT_RHOS: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8)
+"""Sampling correlations of ``rho_sensitivity()`` and ``meta --rho-sensitivity`` by default."""

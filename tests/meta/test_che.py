@@ -240,3 +240,123 @@ def test_regtest_keeps_rho() -> None:
     )
     assert test.slope == pytest.approx(float(direct.coefficients.estimate[1]), rel=1e-9)
     assert test.slope_se == pytest.approx(float(direct.coefficients.se[1]), rel=1e-9)
+
+
+def test_rho_sensitivity_rows_match_single_fits() -> None:
+    from edueffects.meta import RhoSensitivity, rho_sensitivity
+
+    sens = rho_sensitivity(DATA, "yi", "vi", "study", "esid", rhos=(0.2, 0.6), mods="~ deltype")
+    assert isinstance(sens, RhoSensitivity)
+    table = sens.tidy()
+    assert list(table.columns) == [
+        "rho",
+        "term",
+        "estimate",
+        "se",
+        "ci_lb",
+        "ci_ub",
+        "pval",
+        "sigma2_study",
+        "sigma2_study/esid",
+        "robust_se",
+        "robust_df",
+        "robust_pval",
+    ]
+    assert len(table) == 6 and len(sens.results) == 2
+    for rho, name in ((0.2, "rho0.2-REML-deltype"), (0.6, "rho0.6-REML-deltype")):
+        rows = table[table["rho"] == rho]
+        ref = REF[name]
+        np.testing.assert_allclose(rows["estimate"], ref["b"], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(rows["se"], ref["se"], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(rows["robust_se"], ref["cr2"]["se"], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(rows["robust_df"], ref["cr2"]["df"], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(rows["robust_pval"], ref["cr2"]["pval"], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(
+            rows.iloc[0][["sigma2_study", "sigma2_study/esid"]].to_numpy(dtype=float), ref["sigma2"], rtol=RTOL
+        )
+    payload = json.loads(json.dumps(sens.to_dict()))
+    assert payload["rhos"] == [0.2, 0.6] and len(payload["rows"]) == 6
+    assert "rho" in sens.summary() and "deltypeovert" in sens.summary()
+    default = rho_sensitivity(DATA, "yi", "vi", "study", robust=False)
+    assert default.rhos == (0.0, 0.2, 0.4, 0.6, 0.8)
+    assert "robust_se" not in default.tidy().columns and "sigma2_study" in default.tidy().columns
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"rhos": ()}, "non-empty"), ({"rhos": (0.2, 1.0)}, "rho must be"), ({"rho": 0.5}, "give rhos")],
+)
+def test_rho_sensitivity_refuses_bad_input(kwargs: dict[str, Any], message: str) -> None:
+    from edueffects.meta import rho_sensitivity
+
+    with pytest.raises(InputError, match=message):
+        rho_sensitivity(DATA, "yi", "vi", "study", **kwargs)
+
+
+def test_cli_rho_and_sensitivity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edueffects.cli import main
+
+    path = tmp_path / "assink.csv"
+    DATA.to_csv(path, index=False)
+    base = [
+        "meta",
+        str(path),
+        "--yi",
+        "yi",
+        "--vi",
+        "vi",
+        "--cluster",
+        "study",
+        "--within",
+        "esid",
+        "--quiet",
+    ]
+    assert main([*base, "--rho", "0.6", "--rho-sensitivity", "0.2", "0.6", "--json", "-"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ref = REF["rho0.6-REML"]
+    assert out["rho"] == 0.6
+    np.testing.assert_allclose(out["coefficients"][0]["estimate"], ref["b"], rtol=RTOL)
+    rows = out["rho_sensitivity"]["rows"]
+    assert [r["rho"] for r in rows] == [0.2, 0.6]
+    np.testing.assert_allclose(rows[1]["robust_se"], ref["cr2"]["se"], rtol=RTOL)
+    assert main([*base, "--rho-sensitivity"]) == 0
+    text = capsys.readouterr().out
+    assert "Sensitivity to the sampling correlation" in text and "0.8" in text
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--rho", "1"],
+        ["--rho", "-0.2"],
+        ["--rho", "abc"],
+        ["--rho", "0.5", "--cluster", ""],
+        ["--rho-sensitivity", "2"],
+    ],
+)
+def test_cli_bad_rho_exits_2(tmp_path: Path, extra: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from edueffects.cli import main
+
+    path = tmp_path / "assink.csv"
+    DATA.to_csv(path, index=False)
+    args = ["meta", str(path), "--yi", "yi", "--vi", "vi", "--quiet", *extra]
+    if "--cluster" not in extra:
+        args += ["--cluster", "study"]
+    else:
+        args = [a for a in args if a not in ("--cluster", "")]
+    assert main(args) == 2
+    assert "rho" in capsys.readouterr().err
+
+
+def test_study_file_takes_rho(tmp_path: Path) -> None:
+    from edueffects.report.study import run_study
+
+    DATA.to_csv(tmp_path / "assink.csv", index=False)
+    (tmp_path / "study.toml").write_text(
+        'title = "CHE"\n[meta]\ndata = "assink.csv"\nyi = "yi"\nvi = "vi"\ncluster = "study"\nwithin = "esid"\n'
+        'rho = 0.6\nrobust = "study"\n'
+    )
+    report = run_study(tmp_path / "study.toml", tmp_path / "out", None, quiet=True).parent
+    payload = json.loads((report / "meta.json").read_text())
+    assert payload["rho"] == 0.6
+    np.testing.assert_allclose(payload["robust"]["coefficients"][0]["se"], REF["rho0.6-REML"]["cr2"]["se"], rtol=RTOL)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         regtest,
         trimfill,
     )
+    from edueffects.meta.dependence import RhoSensitivity, rho_sensitivity
     from edueffects.meta.effect_sizes import escalc
     from edueffects.meta.fit import meta
     from edueffects.meta.influence import (
@@ -45,6 +46,8 @@ _SOURCES = {
     "ranktest": "bias",
     "regtest": "bias",
     "trimfill": "bias",
+    "RhoSensitivity": "dependence",
+    "rho_sensitivity": "dependence",
     "escalc": "effect_sizes",
     "meta": "fit",
     "CumulativeResult": "influence",
@@ -71,6 +74,7 @@ __all__ = [
     "Prediction",
     "RankTest",
     "RegressionTest",
+    "RhoSensitivity",
     "RobustResult",
     "SelectionModelResult",
     "TrimFillResult",
@@ -84,6 +88,7 @@ __all__ = [
     "pet_peese",
     "ranktest",
     "regtest",
+    "rho_sensitivity",
     "selmodel",
     "trimfill",
 ]

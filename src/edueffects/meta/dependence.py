@@ -16,8 +16,8 @@ the likelihood adds ``rho s s'`` as a known rank-one step of the nested recursio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,11 @@ from scipy import sparse
 from edueffects.core.errors import InputError
 from edueffects.core.jet import Array
 from edueffects.core.nested import NestedDesign, design_from_rows
+from edueffects.core.results import ResultDisplay
+from edueffects.options import DEFAULT_RHOS
+
+if TYPE_CHECKING:
+    from edueffects.meta.result import MetaResult
 
 IntArray = NDArray[np.intp]
 
@@ -140,3 +145,97 @@ def che_loadings(
     intercepts keep loading 1. Returns the row variance, the extra codes, variances and all loadings."""
     ones = np.ones(v.size)
     return (1.0 - rho) * v, [level_codes[0]], [rho], [*(ones for _ in level_codes), np.sqrt(v)]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class RhoSensitivity(ResultDisplay):
+    """The CHE model refitted at each assumed sampling correlation ``rho``.
+
+    ``tidy()`` has one row per (rho, term): ``rho, term, estimate, se, ci_lb, ci_ub, pval``, one column
+    ``sigma2_<level>`` per variance component (level names as in the fit, e.g. ``sigma2_study``,
+    ``sigma2_study/esid``) and, with ``robust``, the CR2 ``robust_se, robust_df, robust_pval``
+    clustered by ``cluster``; ``results`` holds the fits.
+    """
+
+    rhos: tuple[float, ...]
+    cluster: str
+    robust: bool
+    results: tuple[MetaResult, ...] = field(repr=False)
+    table: pd.DataFrame = field(repr=False)
+
+    def tidy(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "rhos": list(self.rhos),
+            "cluster": self.cluster,
+            "robust": self.robust,
+            "rows": self.table.astype(object).where(self.table.notna(), None).to_dict(orient="records"),
+        }
+
+    def summary(self) -> str:
+        first = self.results[0]
+        kind = "CR2 cluster-robust tests" if self.robust else "model-based tests"
+        lines = [
+            f"Sensitivity to the sampling correlation rho within {self.cluster} ({first.method}, k = {first.k}, {kind})"
+        ]
+        shown = self.table.copy()
+        for col in shown.columns:
+            if col not in ("rho", "term", "robust_df"):
+                shown[col] = shown[col].map(lambda value: "-" if not np.isfinite(value) else f"{value:.4f}")
+        if "robust_df" in shown:
+            shown["robust_df"] = shown["robust_df"].map(lambda value: "-" if not np.isfinite(value) else f"{value:.2f}")
+        shown["rho"] = shown["rho"].map(lambda value: f"{value:g}")
+        lines.append(shown.to_string(index=False))
+        return "\n".join(lines)
+
+
+def rho_sensitivity(
+    data: pd.DataFrame,
+    yi: str,
+    vi: str,
+    cluster: str,
+    within: str | None = None,
+    *,
+    rhos: Sequence[float] = DEFAULT_RHOS,
+    robust: bool = True,
+    **options: Any,
+) -> RhoSensitivity:
+    """Fit ``meta(data, yi, vi, cluster, within, rho=rho, **options)`` at every ``rho`` in ``rhos``
+    (the CHE working model, metafor ``rma.mv(yi, vcalc(vi, cluster, obs = within, rho), random = ~ 1 |
+    cluster/within)``) and tabulate the coefficients and variance components, with ``robust`` also the
+    CR2 tests clustered by ``cluster`` (clubSandwich ``coef_test(vcov = "CR2")``), which stay valid
+    whatever the true correlation."""
+    if "rho" in options:
+        raise InputError("rho_sensitivity fits every value of rhos: give rhos, not rho")
+    if isinstance(rhos, str) or not isinstance(rhos, Sequence) or len(rhos) == 0:
+        raise InputError("rhos must be a non-empty list of numbers in [0, 1)")
+    values = tuple(check_rho(r, cluster) or 0.0 for r in rhos)
+    from edueffects.meta.fit import meta
+
+    results = tuple(meta(data, yi, vi, cluster=cluster, within=within, rho=r, **options) for r in values)
+    frames = []
+    for rho, res in zip(values, results, strict=True):
+        c = res.coefficients
+        frame = pd.DataFrame(
+            {
+                "rho": rho,
+                "term": list(c.names),
+                "estimate": c.estimate,
+                "se": c.se,
+                "ci_lb": c.ci_lb,
+                "ci_ub": c.ci_ub,
+                "pval": c.pval,
+            }
+        )
+        for name, value in zip(res.state.level_names, res.variance, strict=True):
+            frame[f"sigma2_{name}"] = float(value)
+        if robust:
+            rob = res.robust(cluster).coefficients
+            frame["robust_se"] = rob.se
+            frame["robust_df"] = rob.df
+            frame["robust_pval"] = rob.pval
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    return RhoSensitivity(rhos=values, cluster=cluster, robust=robust, results=results, table=table)

@@ -76,6 +76,7 @@ META_KEYS = {
     "categorical": list,
     "test": str,
     "level": (int, float),
+    "rho": (int, float),
     "robust": str,
     "robust_test": str,
     "decimal": str,
