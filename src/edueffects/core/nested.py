@@ -425,9 +425,15 @@ def _unit_level(design: NestedDesign, theta: Array) -> tuple[Jet, Jet, Jet, Jet]
     if design.replicated_param is None:
         # diagonal parameter only: weights 1/d with exact derivatives, summed by a sparse product
         index = design.diagonal_param
-        w0 = 1.0 / d.value
-        w1 = -w0 * w0
-        w2 = -2.0 * w1 * w0
+        # rows w0 = 1/d, w1 = -w0^2, w2 = 2 w0^3: one contiguous block, so that the total and the group
+        # sums below take all three in one pass over the units
+        weights = np.empty((3, count.size))
+        w0, w1, w2 = weights
+        np.divide(1.0, d.value, out=w0)
+        np.multiply(w0, w0, out=w1)
+        np.negative(w1, out=w1)
+        np.multiply(w1, w0, out=w2)
+        np.multiply(w2, -2.0, out=w2)
         inv_d = Jet(w0, (index,), w1[None], w2[None, None])  # type: ignore[arg-type]
         n_w0 = count * w0
         logdet = Jet(
@@ -437,14 +443,16 @@ def _unit_level(design: NestedDesign, theta: Array) -> tuple[Jet, Jet, Jet, Jet]
             np.array([[-np.sum(n_w0 * w0)]]),
         )
         if design.woodbury_starts:
-            s0, s1, s2 = design.weighted_unit_sums(np.column_stack([w0, w1, w2]))
+            s0, s1, s2 = design.weighted_unit_sums(weights.T)
             sums = Jet(s0, inv_d.params, s1[None], s2[None, None])
         else:
             sums = Jet.constant(np.zeros((1, design.n_fixed + 2)))
-        level = _weighted_total(inv_d, cross), sums.take_last(colsum_index), sums.take_last(ones_index), logdet
+        t0, t1, t2 = weights @ cross  # sum_u [w0, w1, w2]_u cross_u in one product
+        total = Jet(t0, inv_d.params, t1[None], t2[None, None])
+        level = total, sums.take_last(colsum_index), sums.take_last(ones_index), logdet
         if design.unit_loading is None:
             return level
-        (l0, l1, l2), (e0, e1, e2) = design.loading_sums(np.column_stack([w0, w1, w2]))
+        (l0, l1, l2), (e0, e1, e2) = design.loading_sums(weights.T)
         loading = Jet(l0, inv_d.params, l1[None], l2[None, None])
         squares = Jet(e0, inv_d.params, e1[None], e2[None, None])
         return _loading_step(design, level, loading, squares)
