@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -45,6 +46,7 @@ BOOLEAN = frozenset({"true", "false"})
 # one step down when a value does not fit
 LADDER = {"BOOLEAN": "VARCHAR", "BIGINT": "DOUBLE", "DOUBLE": "VARCHAR", "DATE": "VARCHAR"}
 _NA = frozenset(NA_TOKENS)
+_MARKERS = _NA - {""}
 
 T = TypeVar("T")
 
@@ -179,17 +181,39 @@ def _values(records: Sequence[Sequence[str]], i: int) -> list[str]:
     return out
 
 
+def _columns(records: Sequence[Sequence[str]], width: int) -> list[list[str]]:
+    """``_values(records, i)`` for every column ``i < width`` (one transposition when rows are even)."""
+    if records and all(len(r) == width for r in records):
+        return [[v for v in map(str.strip, column) if v not in _NA] for column in zip(*records, strict=True)]
+    return [_values(records, i) for i in range(width)]
+
+
+_LISTS: dict[re.Pattern[str], re.Pattern[str]] = {}
+
+
+def _all_match(pattern: re.Pattern[str], values: Sequence[str]) -> bool:
+    """``all(pattern.fullmatch(v) for v in values)`` in one match over the values joined by newlines."""
+    joined = "\n".join(values)
+    if joined.count("\n") != len(values) - 1:  # a value holds a newline itself
+        return all(pattern.fullmatch(v) for v in values)
+    listed = _LISTS.get(pattern)
+    if listed is None:
+        listed = _LISTS[pattern] = re.compile(f"(?:{pattern.pattern})(?:\n(?:{pattern.pattern}))*")
+    return listed.fullmatch(joined) is not None
+
+
 def _decimal(
-    file: Path, names: Sequence[str], rows: Sequence[Sequence[str]], requested: str | None
+    file: Path, names: Sequence[str], columns: Sequence[Sequence[str]], requested: str | None
 ) -> tuple[str, tuple[Message, ...]]:
     if requested is not None:
         return requested, ()
     comma, point = [], []
     for i, name in enumerate(names):
-        values = _values(rows, i)
-        if values and all(NUMBER[","].fullmatch(v) for v in values) and any("," in v for v in values):
+        values = columns[i]
+        text = "".join(values)
+        if values and "," in text and _all_match(NUMBER[","], values):
             comma.append(name or f"c{i}")
-        if values and all(NUMBER["."].fullmatch(v) for v in values) and any("." in v for v in values):
+        if values and "." in text and _all_match(NUMBER["."], values):
             point.append(name or f"c{i}")
     if comma and point:
         raise InputError(
@@ -210,11 +234,11 @@ def _proposed_type(values: Sequence[str], decimal: str) -> str:
         return "BIGINT"
     if all(v.lower() in BOOLEAN for v in values):
         return "BOOLEAN"
-    if all(INTEGER.fullmatch(v) for v in values):
+    if _all_match(INTEGER, values):
         return "BIGINT"
-    if all(NUMBER[decimal].fullmatch(v) for v in values):
+    if _all_match(NUMBER[decimal], values):
         return "DOUBLE"
-    if all(ISO_DATE.fullmatch(v) for v in values):
+    if _all_match(ISO_DATE, values):
         return "DATE"
     return "VARCHAR"
 
@@ -299,11 +323,12 @@ def layout(file: Path, encoding: str | None = None, delimiter: str | None = None
         seen[name] = i
     check_decodes(file, enc, sep, names)
     rows = records[1:]
-    dec, notes = _decimal(file, names, rows, decimal)
+    columns = _columns(rows, len(names))
+    dec, notes = _decimal(file, names, columns, decimal)
     if dec == sep:
         raise InputError("the decimal mark and the delimiter of file '{0}' are both '{1}'", file, sep)
-    types = tuple(_proposed_type(_values(rows, i), dec) for i in range(len(names)))
-    markers = any(f.strip() in _NA and f.strip() for r in rows for f in r)
+    types = tuple(_proposed_type(values, dec) for values in columns)
+    markers = not _MARKERS.isdisjoint(map(str.strip, chain.from_iterable(rows)))
     return Layout(file, enc, sep, dec, names, types, notes, all_markers=markers)
 
 
