@@ -219,12 +219,17 @@ def test_cluster_only_equals_ce_model() -> None:
 
 
 def test_methods_assuming_independent_errors_refuse() -> None:
-    from edueffects.meta import ranktest, selmodel, trimfill
+    from edueffects.meta import cooks_distance, cumul, hatvalues, influence, leave1out, ranktest, selmodel, trimfill
 
     res = _cached("rho0.2-REML")
     with pytest.raises(InputError, match="rho"):
         res.require_independent_errors("leave1out")
-    for method in (ranktest, trimfill, selmodel):
+    for deletion in (leave1out, cooks_distance, hatvalues, influence):
+        with pytest.raises(InputError, match="independent sampling errors"):
+            deletion(res)  # type: ignore[operator]
+    with pytest.raises(InputError, match="independent sampling errors"):
+        cumul(res, order="year")
+    for method in (ranktest, trimfill, selmodel):  # univariate only
         with pytest.raises(InputError):
             method(res)  # type: ignore[operator]
 
