@@ -365,3 +365,17 @@ def test_study_file_takes_rho(tmp_path: Path) -> None:
     payload = json.loads((report / "meta.json").read_text())
     assert payload["rho"] == 0.6
     np.testing.assert_allclose(payload["robust"]["coefficients"][0]["se"], REF["rho0.6-REML"]["cr2"]["se"], rtol=RTOL)
+
+
+def test_anova_refuses_fits_under_different_rho() -> None:
+    """Fits under different sampling correlations model different data covariances: no LRT between them."""
+    import edueffects
+
+    full = meta(DATA, "yi", "vi", cluster="study", within="esid", method="ML", rho=0.6)
+    two_level = meta(DATA, "yi", "vi", cluster="study", within="esid", method="ML", rho=0.2, sigma2=[None, 0])
+    with pytest.raises(InputError, match="different sampling correlations"):
+        edueffects.anova(full, two_level)
+    same = meta(DATA, "yi", "vi", cluster="study", within="esid", method="ML", rho=0.6, sigma2=[None, 0])
+    lrt = edueffects.anova(full, same)
+    assert lrt.df_full - lrt.df_reduced == 1
+    assert lrt.statistic == pytest.approx(2.0 * (full.loglik - same.loglik))

@@ -204,7 +204,9 @@ def wald_test(beta: Array, cov_beta: Array, matrix: Array, df: float, names: tup
 
 @dataclass(frozen=True, eq=False)
 class FitRecord:
-    """What comparing two fits needs; ``n_info`` is the n of BIC/AICc (k - p under REML, as metafor)."""
+    """What comparing two fits needs; ``n_info`` is the n of BIC/AICc (k - p under REML, as metafor);
+    ``sampling_correlation`` is the known within-cluster correlation of sampling errors the fit assumed
+    (0: independent), part of the data's covariance, so fits under different values are not nested."""
 
     method: str
     loglik: float
@@ -213,6 +215,7 @@ class FitRecord:
     n_obs: int
     x: Array = field(repr=False)
     y: Array = field(repr=False)
+    sampling_correlation: float = 0.0
 
     @property
     def aic(self) -> float:
@@ -326,6 +329,12 @@ def likelihood_ratio_test(full: FitRecord, reduced: FitRecord) -> LikelihoodRati
         raise InputError("likelihood-ratio tests need models fitted by ML or REML (got {0})", full.method)
     if full.n_obs != reduced.n_obs or not np.array_equal(full.y, reduced.y):
         raise InputError("models were fitted to different data: a likelihood-ratio test needs the same effects")
+    if full.sampling_correlation != reduced.sampling_correlation:
+        raise InputError(
+            "models assume different sampling correlations (rho = {0} and {1}): a likelihood-ratio test needs the same",
+            f"{full.sampling_correlation:g}",
+            f"{reduced.sampling_correlation:g}",
+        )
     if full.n_params == reduced.n_params:
         raise InputError("models have the same number of parameters: a likelihood-ratio test is not meaningful")
     if full.method == "REML" and (full.x.shape != reduced.x.shape or not np.array_equal(full.x, reduced.x)):

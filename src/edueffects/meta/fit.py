@@ -291,6 +291,7 @@ def meta(
         n_obs=k,
         x=x,
         y=y,
+        sampling_correlation=rho or 0.0,
     )
 
     total_var = float(np.sum(theta))
