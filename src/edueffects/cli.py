@@ -205,7 +205,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     so.add_argument("--clusters", nargs="+", metavar="LABEL", help="the allowed outcome-cluster labels")
     so.add_argument("--json", metavar="PATH", help="write results as JSON to PATH, or '-' for stdout")
-    so.add_argument("--plots", metavar="DIR", help="write forest, orchard, funnel and profile plots (SVG, PNG)")
+    so.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="write forest, orchard, funnel and profile plots, and the leave-one-out and contour-enhanced funnel "
+        "plots of the sensitivity analyses (SVG, PNG)",
+    )
+    so.add_argument(
+        "--no-sensitivity",
+        action="store_true",
+        help="skip the sensitivity analyses (leave one meta-analysis out, AMSTAR 2 and overlap subsets, CHE, "
+        "PET-PEESE)",
+    )
     so.add_argument("--example", action="store_true", help="use the embedded SYNTHETIC example instead of FILE")
     so.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -661,6 +672,7 @@ def _run_soma(args: argparse.Namespace) -> int:
             outcome_clusters=args.clusters,
             synthetic=bool(args.example),
             missing="drop" if args.drop_missing else "error",
+            sensitivity=not args.no_sensitivity,
         )
     finally:
         stop()

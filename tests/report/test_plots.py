@@ -65,7 +65,8 @@ def figures(res: SomaResult, rec: RecoveryResult, tr: Language) -> dict[str, Fig
     code = tr.code
     out = {name: build(res, tr) for name, build in
            (("forest", plots.forest), ("orchard", plots.orchard), ("funnel", plots.funnel),
-            ("profiles", plots.profiles))}  # fmt: skip
+            ("profiles", plots.profiles), ("leave_one_out", plots.leave_one_out),
+            ("contour_funnel", plots.soma_contour_funnel))}  # fmt: skip
     out["ddd"] = plots.ddd_effects(rec, tr)
     out["gain"] = plots.gain_by_tercile(rec, "ses", tr)
     return {name: plots.localize(fig, code) for name, fig in out.items()}

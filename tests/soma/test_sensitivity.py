@@ -194,7 +194,7 @@ def estimate(z: float, p: float, analysis: str = "pet-peese") -> SensitivityEsti
 
 def test_verdict_rules(sens: SomaSensitivity) -> None:
     assert sens.verdict == "robust"
-    assert "robust" in str(sens.verdict_message) and "±0.05" in str(sens.verdict_message)
+    assert "robust" in str(sens.verdict_message) and "±.05 of r = .26" in str(sens.verdict_message)
     z = sens.full.z
     shifted = replace(sens, pet_peese=estimate(float(np.arctanh(np.tanh(z) + 0.08)), 1e-4))
     assert shifted.verdict == "size-sensitive" and len(shifted.shifted) == 1
@@ -251,3 +251,18 @@ def test_row_order_does_not_matter(example: simulate.SomaExample, seed: int) -> 
         assert e.z == pytest.approx(loo_a[e.dropped[0]].z, rel=1e-6)
         assert e.robust_p == pytest.approx(loo_a[e.dropped[0]].robust_p, rel=1e-5)
     assert b.sensitivity.pet_peese.z == pytest.approx(a.sensitivity.pet_peese.z, rel=1e-6)
+
+
+def test_command_line_shows_the_section(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from edueffects.cli import main
+
+    assert main(["soma", "--example", "--quiet", "--json", str(tmp_path / "out.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "Sensitivity analyses" in printed and "verdict (robust)" in printed and "PET-PEESE" in printed
+    record = json.loads((tmp_path / "out.json").read_text())["sensitivity"]
+    assert record["verdict"] == "robust" and len(record["leave_one_out"]["estimates"]) == 26
+    assert main(["soma", "--example", "--quiet", "--no-sensitivity", "--plots", str(tmp_path / "p")]) == 0
+    assert "Sensitivity analyses" not in capsys.readouterr().out
+    assert not (tmp_path / "p" / "leave_one_out.svg").exists() and (tmp_path / "p" / "forest.svg").exists()

@@ -79,10 +79,10 @@ class Section:
         parts = [f"<h{level}>{escape(self.title)}</h{level}>"]
         parts += [f"<p>{escape(p)}</p>" for p in self.paragraphs]
         parts += [b.html() for b in self.blocks]
+        parts += [s.html(level + 1) for s in self.subsections]  # the method and references close the section
         parts += [f'<p class="method">{escape(p)}</p>' for p in self.method]
         if self.references:
             parts.append('<ul class="refs">' + "".join(f"<li>{escape(r)}</li>" for r in self.references) + "</ul>")
-        parts += [s.html(level + 1) for s in self.subsections]
         return "<section>" + "".join(parts) + "</section>"
 
 

@@ -622,10 +622,77 @@ def profiles(result: SomaResult, tr: Translate = _same) -> Figure:
     return fig
 
 
+def leave_one_out(result: SomaResult, tr: Translate = _same) -> Figure:
+    """Leave-one-meta-analysis-out plot: the pooled r (with its 95% CI) without each meta-analysis, those
+    flagged by Cook's distance marked with an asterisk, the pooled r of all meta-analyses as a diamond and
+    as the reference line."""
+    sens = result.sensitivity
+    if sens is None:
+        raise InputError("the sensitivity analyses were skipped: run soma() with sensitivity=True")
+    flagged = set(sens.influential)
+    rows = [
+        ForestRow(
+            e.dropped[0] + (" *" if e.dropped[0] in flagged else ""),
+            "effect",
+            e.r,
+            float(np.tanh(e.ci_lb)),
+            float(np.tanh(e.ci_ub)),
+        )
+        for e in sens.leave_one_out
+    ]
+    full = sens.full
+    rows.append(
+        ForestRow(
+            tr("all meta-analyses (k = {k})").format(k=full.k),
+            "pooled",
+            full.r,
+            float(np.tanh(full.ci_lb)),
+            float(np.tanh(full.ci_ub)),
+        )
+    )
+    xlabel = tr("pooled correlation r without the meta-analysis")
+    if flagged:
+        xlabel += "\n" + tr("* influential by Cook's distance")
+    return forest_plot(
+        rows,
+        tr,
+        xlabel=xlabel,
+        title=tr("Leave one meta-analysis out"),
+        label_header=tr("meta-analysis left out"),
+        estimate_header=tr("r [95% CI]"),
+        reference=full.r,
+    )
+
+
+def soma_contour_funnel(result: SomaResult, tr: Translate = _same) -> Figure:
+    """Contour-enhanced funnel plot of the effects (Fisher z against their standard errors; significance
+    contours at .10, .05 and .01) with the pooled z and the multilevel Egger test in the title."""
+    fig = contour_funnel(result.overall, tr, contours=(0.10, 0.05, 0.01))
+    ax = fig.axes[0]
+    ax.set_xlabel(tr("Fisher z"))
+    ax.set_ylabel(tr("standard error of z"))
+    est, _, _, p = result.egger_slope
+    ax.set_title(
+        tr("Contour-enhanced funnel plot (small-study slope {slope}, CR2 p = {p})").format(
+            slope=_short(tr, est, "+.2f"), p=_short(tr, p, ".2g")
+        )
+    )
+    return fig
+
+
 def soma_figures(result: SomaResult, folder: str | Path, tr: Translate = _same) -> list[Path]:
-    """Forest, orchard, funnel and profile plots of a second-order meta-analysis (SVG and PNG)."""
+    """Forest, orchard, funnel and profile plots of a second-order meta-analysis (SVG and PNG); with the
+    sensitivity analyses the leave-one-out plot and the contour-enhanced funnel plot too."""
     paths: list[Path] = []
-    for name, build in (("forest", forest), ("orchard", orchard), ("funnel", funnel), ("profiles", profiles)):
+    builds: list[tuple[str, Callable[[SomaResult, Translate], Figure]]] = [
+        ("forest", forest),
+        ("orchard", orchard),
+        ("funnel", funnel),
+        ("profiles", profiles),
+    ]
+    if result.sensitivity is not None:
+        builds += [("leave_one_out", leave_one_out), ("contour_funnel", soma_contour_funnel)]
+    for name, build in builds:
         fig = localize(build(result, tr), _code(tr))
         if result.synthetic:
             fig.text(0.01, 0.005, tr("SYNTHETIC DATA (simulated)"), fontsize=7, color="#cc0000")

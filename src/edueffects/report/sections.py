@@ -31,6 +31,17 @@ SOMA_REFERENCES = (  # first two always; then Schmidt-Oh, overlap (CCA), AMSTAR 
     "Viechtbauer, W. (2010). Conducting meta-analyses in R with the metafor package. Journal of Statistical "
     "Software, 36(3), 1-48.",
 )
+SENSITIVITY_REFERENCES = (  # influence, Egger test, PET-PEESE, contour-enhanced funnel plot
+    "Viechtbauer, W., & Cheung, M. W.-L. (2010). Outlier and influence diagnostics for meta-analysis. Research "
+    "Synthesis Methods, 1(2), 112-125.",
+    "Egger, M., Davey Smith, G., Schneider, M., & Minder, C. (1997). Bias in meta-analysis detected by a simple, "
+    "graphical test. BMJ, 315(7109), 629-634.",
+    "Stanley, T. D., & Doucouliagos, H. (2014). Meta-regression approximations to reduce publication selection "
+    "bias. Research Synthesis Methods, 5(1), 60-78.",
+    "Peters, J. L., Sutton, A. J., Jones, D. R., Abrams, K. R., & Rushton, L. (2008). Contour-enhanced "
+    "meta-analysis funnel plots help distinguish publication bias from other causes of asymmetry. Journal of "
+    "Clinical Epidemiology, 61(10), 991-996.",
+)
 RECOVERY_REFERENCES = (
     "Bates, D., Mächler, M., Bolker, B., & Walker, S. (2015). Fitting linear mixed-effects models using lme4. "
     "Journal of Statistical Software, 67(1), 1-48.",
@@ -175,6 +186,7 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
         "moderators",
     )
     est, se, df, p = res.egger_slope
+    sens = res.sensitivity
     blocks: list[Table | Figure] = [overall, clusters]
     blocks.append(
         Figure(
@@ -197,7 +209,8 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
             "egger",
         )
     )
-    blocks.append(Figure(_("Funnel plot of the effect sizes."), _svg(lang, plots.funnel(res, lang))))
+    if sens is None:  # with the sensitivity analyses, the contour-enhanced funnel plot shows the effects
+        blocks.append(Figure(_("Funnel plot of the effect sizes."), _svg(lang, plots.funnel(res, lang))))
     if res.second_order:
         blocks.append(
             Table(
@@ -284,22 +297,225 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
             appraisal[0] if len(appraisal) == 1 else ", ".join(appraisal[:-1]) + " " + _("and") + " " + appraisal[-1]
         )
         method[0] += " " + _("{parts} complete the appraisal.").format(parts=listed[0].upper() + listed[1:])
+    if sens is not None:
+        method.append(_sensitivity_method(res, lang))
     references = (
         *SOMA_REFERENCES[:2],
         *(SOMA_REFERENCES[2:3] if res.second_order else ()),
         *(SOMA_REFERENCES[3:4] if res.overlap is not None else ()),
         *(SOMA_REFERENCES[4:5] if res.quality is not None else ()),
         SOMA_REFERENCES[5],
+        *(SENSITIVITY_REFERENCES if sens is not None else ()),
     )
-    notes = [_("Note: {note}").format(note=translated(n, _)) for n in res.notes]
+    notes = [_("Note: {note}").format(note=translated(n, _)) for n in (*res.notes, *(sens.notes if sens else ()))]
     section = Section(
         _("Second-order meta-analysis"),
         paragraphs=[answer],
         blocks=blocks,
         method=method + notes,
         references=references,
+        subsections=[sensitivity_section(res, lang)] if sens is not None else [],
     )
     return answer, section
+
+
+def _sensitivity_method(res: SomaResult, lang: Language) -> str:
+    """The method paragraph of the sensitivity analyses: only the analyses that ran."""
+    _ = lang
+    sens = res.sensitivity
+    assert sens is not None
+    parts = [
+        _(
+            "Sensitivity analyses refitted the three-level model without each meta-analysis in turn; Cook's "
+            "distances by meta-analysis flag influential ones (above the median of the chi-square distribution "
+            "with one degree of freedom)."
+        )
+    ]
+    if sens.amstar_status != "no AMSTAR table":
+        parts.append(_("A further model left out the meta-analyses rated critically low by AMSTAR 2."))
+    if sens.overlap_status != "no studies table":
+        parts.append(
+            _(
+                "Another left out one meta-analysis of each pair sharing at least half of the primary studies of the "
+                "smaller one, keeping the one with more primary studies (on a tie the one meeting more AMSTAR 2 "
+                "criteria, then the more recent one, then the first by name)."
+            )
+        )
+    if sens.che:
+        parts.append(
+            _(
+                "The correlated-and-hierarchical-effects working model correlated the sampling errors of effects from "
+                "the same meta-analysis with rho = {rhos}."
+            ).format(rhos=", ".join(lang.number(e.rho, 1) for e in sens.che if e.rho is not None))
+        )
+    parts.append(
+        _(
+            "Small-study effects were adjusted for with PET-PEESE: three-level meta-regressions on the standard error "
+            "(PET) and on the sampling variance (PEESE) of z, with model-based tests; the funnel plot shows "
+            "significance contours."
+        )
+    )
+    parts.append(
+        _(
+            "The pooled estimate counts as robust when every sensitivity estimate keeps its sign and its "
+            "significance decision (p < .05; CR2 except PET-PEESE) and stays within ±{band} of the pooled r."
+        ).format(band=lang.bounded(sens.band))
+    )
+    return " ".join(parts)
+
+
+def _sensitivity_row(lang: Language, label: str, est: object, full_r: float) -> list[str]:
+    from edueffects.soma.sensitivity import SensitivityEstimate
+
+    assert isinstance(est, SensitivityEstimate)
+    return [
+        label,
+        str(est.k),
+        str(est.n_meta_analyses),
+        lang.bounded(est.r),
+        lang.interval(_tanh(est.ci_lb), _tanh(est.ci_ub)),
+        lang.p_value(est.decisive_p),
+        lang.bounded(est.r - full_r) if est.analysis != "full" else "–",
+    ]
+
+
+def sensitivity_section(res: SomaResult, lang: Language) -> Section:
+    """The sensitivity analyses: a table of every analysis (r with CI, k, meta-analyses, p, change in r),
+    the verdict, the dependent pairs, the leave-one-out and the contour-enhanced funnel plot."""
+    _ = lang
+    sens = res.sensitivity
+    assert sens is not None
+    full_r = sens.full.r
+    rows = [_sensitivity_row(lang, _("all meta-analyses (main model)"), sens.full, full_r)]
+    loo = sens.leave_one_out
+    lo, hi = min(e.r for e in loo), max(e.r for e in loo)
+    ks = [e.k for e in loo]
+    change = sens.largest_change
+    rows.append(
+        [
+            _("without one meta-analysis at a time ({n} models: range of r, largest p)").format(n=len(loo)),
+            f"{min(ks)}–{max(ks)}",
+            str(loo[0].n_meta_analyses),
+            f"{lang.bounded(lo)} – {lang.bounded(hi)}",
+            "–",
+            lang.p_value(max(e.decisive_p for e in loo)),
+            lang.bounded(change.r - full_r),
+        ]
+    )
+    rows.append(
+        _sensitivity_row(
+            lang,
+            _("{label} (largest change)").format(label=translated(change.label, _)),
+            change,
+            full_r,
+        )
+    )
+    cook = sens.cook.set_index("meta_analysis").cook_d
+    for est in loo:
+        if est.dropped[0] in sens.influential and est is not change:
+            rows.append(
+                _sensitivity_row(
+                    lang,
+                    _("{label} (Cook's distance {d})").format(
+                        label=translated(est.label, _), d=lang.number(float(cook[est.dropped[0]]))
+                    ),
+                    est,
+                    full_r,
+                )
+            )
+    dashes = ["–"] * 6
+    if sens.amstar is not None:
+        rows.append(_sensitivity_row(lang, translated(sens.amstar.label, _), sens.amstar, full_r))
+    elif sens.amstar_status == "none critically low":
+        rows.append([_("without critically low meta-analyses (AMSTAR 2): none is rated critically low"), *dashes])
+    elif sens.amstar_status == "too few left":
+        rows.append([_("without critically low meta-analyses (AMSTAR 2): fewer than two remain"), *dashes])
+    if sens.overlap is not None:
+        rows.append(_sensitivity_row(lang, translated(sens.overlap.label, _), sens.overlap, full_r))
+    elif sens.overlap_status == "no dependent pairs":
+        rows.append([_("one of each dependent pair: no pair shares half of its primary studies"), *dashes])
+    elif sens.overlap_status == "too few left":
+        rows.append([_("one of each dependent pair: fewer than two meta-analyses remain"), *dashes])
+    for est in sens.che:
+        rows.append(_sensitivity_row(lang, translated(est.label, _), est, full_r))
+    pp = sens.pet_peese
+    rows.append(_sensitivity_row(lang, _("{label}, model-based p").format(label=translated(pp.label, _)), pp, full_r))
+    slope, _se, _df, egger_p = sens.egger
+    rows.append(
+        [
+            _("Egger test: slope of the standard error of z {slope} (CR2)").format(slope=lang.number(slope)),
+            str(sens.full.k),
+            str(sens.full.n_meta_analyses),
+            "–",
+            "–",
+            lang.p_value(egger_p),
+            "–",
+        ]
+    )
+    header = [_("analysis"), "k", _("meta-analyses"), "r", _("95% CI"), _("p (CR2)"), _("change in r")]
+    blocks: list[Table | Figure] = [
+        Table(_("Sensitivity analyses of the pooled correlation"), header, rows, "sensitivity")
+    ]
+    if not sens.pairs.empty:
+        blocks.append(
+            Table(
+                _("Dependent pairs of meta-analyses (at least half of the smaller one's primary studies shared)"),
+                [
+                    _("meta-analysis"),
+                    _("meta-analysis"),
+                    _("shared studies"),
+                    _("% of the smaller"),
+                    _("kept"),
+                    _("left out"),
+                ],
+                [
+                    [str(a), str(b), str(n), lang.number(float(share), 0), str(kept), str(left)]
+                    for a, b, n, share, kept, left in zip(
+                        *(sens.pairs[c] for c in ("meta_analysis_a", "meta_analysis_b", "shared")),
+                        sens.pairs.share_percent.to_numpy(dtype=float),
+                        sens.pairs.kept,
+                        sens.pairs.dropped,
+                        strict=True,
+                    )
+                ],
+                "dependent_pairs",
+            )
+        )
+    blocks.append(
+        Figure(
+            _(
+                "Leave one meta-analysis out: the pooled correlation without each meta-analysis with its 95% CI; the "
+                "vertical line is the estimate of all meta-analyses."
+            ),
+            _svg(lang, plots.leave_one_out(res, lang)),
+        )
+    )
+    blocks.append(
+        Figure(
+            _(
+                "Contour-enhanced funnel plot of the effect sizes: shaded where a two-sided test of zero is "
+                "significant at .10, .05 and .01."
+            ),
+            _svg(lang, plots.soma_contour_funnel(res, lang)),
+        )
+    )
+    influential = sens.influential
+    paragraphs = [
+        translated(sens.verdict_message, _),
+        _(
+            "Leaving out one meta-analysis at a time, r ranged from {lo} to {hi}; the largest change came without "
+            "{name} ({change})."
+        ).format(
+            lo=lang.bounded(lo), hi=lang.bounded(hi), name=change.dropped[0], change=lang.bounded(change.r - full_r)
+        )
+        + " "
+        + (
+            _("By Cook's distance, {names} are influential.").format(names=", ".join(influential))
+            if influential
+            else _("By Cook's distance, no meta-analysis is influential.")
+        ),
+    ]
+    return Section(_("Sensitivity analyses"), paragraphs=paragraphs, blocks=blocks)
 
 
 def _tanh(z: float | None) -> float | None:

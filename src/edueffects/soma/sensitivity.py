@@ -59,6 +59,20 @@ DEFAULT_BAND = 0.05
 DEFAULT_ALPHA = 0.05
 
 
+class Bounded(Quantity):
+    """A statistic bounded by 1 (r, a change in r) inside a :class:`Message`: APA style without the
+    leading zero in English (.05), the language's bounded format when translated (0,05)."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return _fmt_r(self.value) if abs(self.value) < 1 else super().__str__()
+
+    def localized(self, translate: object) -> str:
+        bounded = getattr(translate, "bounded", None)
+        return str(bounded(self.value, self.digits)) if callable(bounded) else str(self)
+
+
 def _r(z: float | None) -> float | None:
     return None if z is None or not np.isfinite(z) else float(np.tanh(z))
 
@@ -87,6 +101,7 @@ class SensitivityEstimate:
     robust_df: float | None = None
     robust_p: float | None = None
     dropped: tuple[str, ...] = ()
+    rho: float | None = None  # the working correlation of a CHE model
 
     @property
     def r(self) -> float:
@@ -181,14 +196,14 @@ class SomaSensitivity:
     def verdict_message(self) -> Message:
         """The verdict as one sentence (a translatable message)."""
         n = len(self.estimates())
-        band = Quantity(self.band, 2)
+        band = Bounded(self.band, 2)
         if self.verdict == "robust":
             return Message(
                 "The pooled estimate is robust: all {0} sensitivity estimates lead to the same conclusion (same sign "
                 "and significance decision at p < .05) and stay within ±{1} of r = {2}.",
                 n,
                 band,
-                Quantity(self.full.r, 2),
+                Bounded(self.full.r, 2),
             )
         if self.verdict == "size-sensitive":
             return Message(
