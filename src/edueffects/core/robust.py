@@ -138,6 +138,7 @@ def cr2(
 
 
 WaldTestKind = Literal["HTZ", "Naive-F", "chi-sq"]
+SINGULAR_RATIO = 1e-12  # smallest / largest eigenvalue of C V_CR2 C' below which the constraints are redundant
 
 
 @dataclass(frozen=True)
@@ -217,8 +218,15 @@ def cr2_wald_test(
     q = c.shape[0]
     cb = c @ b
     cvc = c @ robust.vcov @ c.T
+    sym = 0.5 * (cvc + cvc.T)
+    values = np.linalg.eigvalsh(sym)
+    # redundant constraints make C V C' singular, but rounding may leave its smallest eigenvalue a hair
+    # above 0: a condition number beyond 1e12 counts as singular, whatever Cholesky's luck
+    singular = not values[0] > SINGULAR_RATIO * values[-1]
     try:
-        chol = np.linalg.cholesky(0.5 * (cvc + cvc.T))  # clubSandwich: chol2inv(chol(C V C'))
+        if singular:
+            raise np.linalg.LinAlgError
+        chol = np.linalg.cholesky(sym)  # clubSandwich: chol2inv(chol(C V C'))
     except np.linalg.LinAlgError:
         raise ValueError("C V_CR2 C' is not positive definite (redundant constraints or too few clusters)") from None
     z = np.linalg.solve(chol, cb)
