@@ -36,6 +36,7 @@ import pandas as pd
 from scipy import special
 
 from edueffects.core.blocks import iter_blocks
+from edueffects.core.deletion import deletion_refits, full_data_covariances
 from edueffects.core.errors import InputError
 from edueffects.core.inference import coefficient_table
 from edueffects.core.jet import Array
@@ -333,8 +334,43 @@ class _Deletions:
         return np.asarray(self.codes != d)
 
     @cached_property
+    def _basis(self) -> tuple[Array, Array]:
+        """An orthonormal basis of the moderators and the map back to their coefficients."""
+        basis, r_factor = np.linalg.qr(self.res.state.x)
+        return basis, np.linalg.inv(r_factor)
+
+    @cached_property
     def fits(self) -> _Fits:
-        return _stack([_refit(self.res, self.keep(d)) for d in range(self.n)])
+        """The deleted fits: multilevel models all at once (:func:`edueffects.core.deletion.deletion_refits`),
+        others one refit per deletion."""
+        res = self.res
+        if res.model != "multilevel":
+            return _stack([_refit(res, self.keep(d)) for d in range(self.n)])
+        st = res.state
+        basis, to_original = self._basis
+        out = deletion_refits(
+            basis,
+            st.y,
+            st.v,
+            list(st.level_codes),
+            res.method,  # type: ignore[arg-type]
+            np.asarray(res.variance, dtype=float),
+            self.members,
+            self.owner,
+            self.n,
+            fixed=list(res.variance_fixed),
+        )
+        p = basis.shape[1]
+        return _Fits(
+            beta=out.beta @ to_original.T,
+            cov=np.einsum("ij,djk,lk->dil", to_original, out.cov_beta, to_original),
+            theta=out.theta,
+            s2w=np.ones(self.n),
+            qe=out.qe,
+            qe_df=out.k - p,
+            typical_v=np.full(self.n, np.nan),
+            k=out.k,
+        )
 
     @cached_property
     def full_cov(self) -> Array:
@@ -345,11 +381,9 @@ class _Deletions:
         out = np.full((self.n, p, p), np.nan)
         ok = np.all(np.isfinite(fits.theta), axis=1) & np.isfinite(fits.s2w)
         if res.model == "multilevel":
-            basis, r_factor = np.linalg.qr(st.x)
-            to_original = np.linalg.inv(r_factor)
-            design = design_from_rows(basis, st.y, st.v, list(st.level_codes), residual=False)
-            for d in np.flatnonzero(ok):
-                out[d] = to_original @ evaluate(design, fits.theta[d], "ML").cov_beta @ to_original.T
+            basis, to_original = self._basis
+            cov = full_data_covariances(basis, st.y, st.v, list(st.level_codes), fits.theta)
+            out = np.einsum("ij,djk,lk->dil", to_original, cov, to_original)
         else:
             tau2 = fits.theta[:, 0] if res.model == "univariate" else np.zeros(self.n)
             w = 1.0 / (st.v[None, :] + tau2[:, None])
