@@ -5,14 +5,18 @@ In-process: data in memory -> result with model-based and CR2 inference (median 
 Whole process: ``edueffects recovery FILE --json OUT`` against ``Rscript`` (start, read.csv, lmer),
 in alternating pairs; the ratio is the median of the per-pair ratios.
 Large: 10 million students from a Parquet file, whole process, peak memory from the OS.
+Import floor: a Python process that only imports what the command needs (numpy, scipy.sparse,
+scipy.special, pandas, duckdb), paired with the R gain model the same way: the ratio no whole process
+importing these can exceed on this machine.
 Targets: in-process >= 30x faster than lmer; whole process >= 10x; 10M < 60 s and < 2 GB.
 
-Run: python benchmarks/bench_recovery.py [--skip-r] [--skip-large] [--runs N]
+Run: python benchmarks/bench_recovery.py [--skip-r] [--skip-large] [--runs N] [--models gain long]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -22,9 +26,11 @@ import time
 from pathlib import Path
 
 import edueffects as ee
+from edueffects.cli_support import BLAS_THREAD_VARIABLES
 
 HERE = Path(__file__).resolve().parent
 MODS = ["ses", "nongerman"]
+IMPORTS = "import numpy, scipy.sparse, scipy.special, pandas, duckdb"
 
 
 def fit(data: object, model: str) -> None:
@@ -91,6 +97,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--skip-r", action="store_true")
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--models", nargs="+", choices=["gain", "long"], default=["gain", "long"])
     args = parser.parse_args()
     rscript = None if args.skip_r else shutil.which("Rscript")
     script = Path(sys.executable).parent / "edueffects"
@@ -101,7 +108,7 @@ def main() -> None:
         state.to_csv(csv, index=False)
         print(f"simulated state: {len(state):,} students, {state.school.nunique():,} schools (synthetic)")
         print(f"{'figure':<52} {'edueffects':>11} {'lme4':>9} {'ratio':>7}")
-        for model in ("gain", "long"):
+        for model in args.models:
             ours = median_in_process(state, model, args.runs)
             theirs = float("nan")
             if rscript:
@@ -113,12 +120,15 @@ def main() -> None:
                 )
                 theirs = float(out.stdout.split()[-1])
             row(f"in-process fit + CR2, {model} model (median s)", ours, theirs)
-        for model in ("gain", "long"):
+        for model in args.models:
             flags = ["--pre", "score5", "--post", "score8"] + (["--long"] if model == "long" else [])
             cmd = [*command(cli, csv), *flags, "--json", str(Path(tmp) / "out.json"), "--quiet"]
             reference = [rscript, str(HERE / "lmer_timing.R"), str(csv), model, "once"] if rscript else None
             ours_p, theirs_p, ratio = paired_processes(cmd, reference, args.runs)
             row(f"whole process (read CSV, fit, write), {model} (median s)", ours_p, theirs_p, ratio)
+            if model == "gain":
+                floor, theirs_f, ratio_f = paired_processes([sys.executable, "-c", IMPORTS], reference, args.runs)
+                row("import floor: numpy, scipy, pandas, duckdb (median s)", floor, theirs_f, ratio_f)
         if not args.skip_large:
             big = Path(tmp) / "state10m.parquet"
             large = ee.simulate.recovery(seed=8, n_schools=51_300, students_per_school=65.0)
@@ -133,4 +143,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    if not any(os.environ.get(name) for name in BLAS_THREAD_VARIABLES):
+        # in-process figures with one BLAS thread, as the command line runs (set before numpy loads)
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     main()
