@@ -50,7 +50,7 @@ def test_the_section_holds_table_verdict_and_figures(result: SomaResult, section
         table = tables["sensitivity"]
         labels = [row[0] for row in table.rows]
         assert len(table.header) == 7 and all(len(row) == 7 for row in table.rows)
-        assert len(labels) == 7  # full, range, largest change, AMSTAR, overlap status, PET-PEESE, Egger
+        assert len(labels) == 12  # full, range, largest change, AMSTAR, overlap status, 5 CHE, PET-PEESE, Egger
         figures = [b for b in sub.blocks if not hasattr(b, "name")]
         assert len(figures) == 2 and all(f.svg.startswith("<svg") for f in figures)
         html = section.html()
@@ -62,6 +62,7 @@ def test_the_section_holds_table_verdict_and_figures(result: SomaResult, section
     assert sens.amstar is not None
     assert en["without the 15 meta-analyses rated critically low (AMSTAR 2)"][1] == str(sens.amstar.k)
     assert "one of each dependent pair: no pair shares half of its primary studies" in en
+    assert "CHE working model, rho = .6" in en and en["CHE working model, rho = 0"][3] == full[3]
     assert any("0,26" in cell for row in table_of(sections["nl"]).rows for cell in row)
 
 
@@ -81,7 +82,9 @@ def test_method_and_references_name_only_what_ran(
     method = " ".join(en.method)
     assert "without each meta-analysis in turn" in method and "PET-PEESE" in method
     assert "critically low by AMSTAR 2" in method and "pair sharing at least half" in method
-    assert "correlated-and-hierarchical" not in method or result.sensitivity.che  # type: ignore[union-attr]
+    assert "correlated-and-hierarchical-effects working model" in method and "rho = 0, .2, .4, .6, .8" in method
+    assert "CHE working model, rho = .4" in en.html()
+    assert "CHE-werkmodel, rho = 0,4" in sections["nl"].subsections[0].html()
     assert all(ref in en.references for ref in SENSITIVITY_REFERENCES)
     plain = soma(example.effects, synthetic=True)
     section = soma_section(plain, Language.of("en"))[1]

@@ -177,6 +177,25 @@ def test_no_dependent_pairs_is_said(sens: SomaSensitivity) -> None:
     assert any("half or more" in n for n in sens.notes)
 
 
+def test_che_over_rho(result: SomaResult, sens: SomaSensitivity) -> None:
+    """The CHE rows: rho = 0 is the main model; each row equals a fit with that rho done here."""
+    assert [e.rho for e in sens.che] == [0.0, 0.2, 0.4, 0.6, 0.8]
+    zero = sens.che[0]
+    assert zero.z == pytest.approx(sens.full.z, rel=1e-6)
+    assert zero.robust_p == pytest.approx(sens.full.robust_p, rel=1e-6)
+    assert zero.ci_lb == pytest.approx(sens.full.ci_lb, rel=1e-6)
+    for est in sens.che[2::2]:
+        direct = fit(result.effects, rho=est.rho)
+        c, rc = direct.coefficients, direct.robust(MA).coefficients
+        np.testing.assert_allclose([est.z, est.se, est.ci_lb, est.ci_ub], [c.estimate[0], c.se[0], c.ci_lb[0],
+                                   c.ci_ub[0]], rtol=1e-6)  # fmt: skip
+        assert est.robust_p == pytest.approx(float(rc.pval[0]), rel=1e-6)
+        assert est.k == result.overall.k and est.n_meta_analyses == result.overall.n_groups[0]
+    assert str(sens.che[1].label) == "CHE working model, rho = .2"
+    assert str(sens.che[0].label) == "CHE working model, rho = 0"
+    assert sens.to_dict()["che"]["rhos"] == [0.0, 0.2, 0.4, 0.6, 0.8]  # type: ignore[index]
+
+
 def test_small_study_effects(result: SomaResult, sens: SomaSensitivity) -> None:
     assert sens.egger == result.egger_slope
     direct = pet_peese(fit(result.effects), model="rma")
@@ -266,3 +285,35 @@ def test_command_line_shows_the_section(tmp_path, capsys: pytest.CaptureFixture[
     assert main(["soma", "--example", "--quiet", "--no-sensitivity", "--plots", str(tmp_path / "p")]) == 0
     assert "Sensitivity analyses" not in capsys.readouterr().out
     assert not (tmp_path / "p" / "leave_one_out.svg").exists() and (tmp_path / "p" / "forest.svg").exists()
+
+
+def test_against_metafor_and_clubsandwich(result: SomaResult, sens: SomaSensitivity) -> None:
+    """tests/reference/soma_sensitivity.R on the example's z and vz (tests/reference/data/soma_example.csv)."""
+    import json
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1] / "reference"
+    ref = json.loads((here / "soma_sensitivity.json").read_text())
+    data = pd.read_csv(here / "data" / "soma_example.csv")
+    np.testing.assert_allclose(data.z, result.effects.z, rtol=1e-15)  # the same effects
+
+    def close(est: SensitivityEstimate, r: dict[str, float]) -> None:
+        assert est.k == r["k"]
+        got = [est.z, est.se, est.ci_lb, est.ci_ub, est.robust_se, est.robust_df, est.robust_p]
+        want = [r[key] for key in ("estimate", "se", "ci_lb", "ci_ub", "robust_se", "robust_df", "robust_p")]
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-300)
+
+    close(sens.full, ref["full"])
+    by_name = {e.dropped[0]: e for e in sens.leave_one_out}
+    assert [r["meta_analysis"] for r in ref["leave_one_out"]] == list(by_name)
+    for r in ref["leave_one_out"]:
+        close(by_name[r["meta_analysis"]], r)
+    cook = sens.cook.set_index("meta_analysis").cook_d
+    np.testing.assert_allclose(cook[ref["cook"]["meta_analysis"]], ref["cook"]["cook_d"], rtol=1e-6, atol=1e-8)
+    assert sens.amstar is not None and list(sens.amstar.dropped) == ref["amstar"]["dropped"]
+    close(sens.amstar, ref["amstar"])
+    chosen = ref["peese"] if sens.pet_peese_fit.selected == "PEESE" else ref["pet"]
+    assert sens.pet_peese.z == pytest.approx(chosen["estimate"], rel=1e-6)
+    assert sens.pet_peese.se == pytest.approx(chosen["se"], rel=1e-6)
+    assert sens.pet_peese_fit.pet.limit_estimate == pytest.approx(ref["pet"]["estimate"], rel=1e-6)
+    close(next(e for e in sens.che if e.rho == 0.6), ref["che_0.6"])

@@ -346,7 +346,11 @@ def _sensitivity_method(res: SomaResult, lang: Language) -> str:
             _(
                 "The correlated-and-hierarchical-effects working model correlated the sampling errors of effects from "
                 "the same meta-analysis with rho = {rhos}."
-            ).format(rhos=", ".join(lang.number(e.rho, 1) for e in sens.che if e.rho is not None))
+            ).format(
+                rhos=(", " if lang.code == "en" else "; ").join(
+                    "0" if e.rho == 0 else lang.bounded(e.rho, 1) for e in sens.che if e.rho is not None
+                )
+            )
         )
     parts.append(
         _(

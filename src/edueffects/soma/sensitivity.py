@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 Verdict = Literal["robust", "size-sensitive", "not robust"]
 AmstarStatus = Literal["no AMSTAR table", "none critically low", "fitted", "too few left"]
 OverlapStatus = Literal["no studies table", "no dependent pairs", "fitted", "too few left"]
-CheStatus = Literal["fitted", "not available"]
 RHOS = (0.0, 0.2, 0.4, 0.6, 0.8)
 DEFAULT_BAND = 0.05
 DEFAULT_ALPHA = 0.05
@@ -66,11 +65,16 @@ class Bounded(Quantity):
     __slots__ = ()
 
     def __str__(self) -> str:
-        return _fmt_r(self.value) if abs(self.value) < 1 else super().__str__()
+        if self.value == 0:
+            return "0"
+        text = f"{self.value:.{self.digits}f}"
+        return text.replace("0.", ".", 1) if abs(self.value) < 1 else text
 
     def localized(self, translate: object) -> str:
         bounded = getattr(translate, "bounded", None)
-        return str(bounded(self.value, self.digits)) if callable(bounded) else str(self)
+        if self.value == 0 or not callable(bounded):
+            return str(self)
+        return str(bounded(self.value, self.digits))
 
 
 def _r(z: float | None) -> float | None:
@@ -145,7 +149,6 @@ class SomaSensitivity:
     overlap_status: OverlapStatus
     pairs: pd.DataFrame  # dependent pairs: meta_analysis_a, meta_analysis_b, shared, share_percent, kept, dropped
     che: tuple[SensitivityEstimate, ...]
-    che_status: CheStatus
     egger: tuple[float, float, float, float]  # slope, CR2 SE, df, p
     pet_peese: SensitivityEstimate
     pet_peese_fit: PetPeese = field(repr=False)
@@ -263,7 +266,7 @@ class SomaSensitivity:
                 "pairs": records(self.pairs),
                 "estimate": self.overlap.row() if self.overlap else None,
             },
-            "che": {"status": self.che_status, "estimates": [e.row() for e in self.che]},
+            "che": {"rhos": [e.rho for e in self.che], "estimates": [e.row() for e in self.che]},
             "small_study": {
                 "egger": dict(zip(("slope", "robust_se", "robust_df", "robust_p"), self.egger, strict=True)),
                 "pet_peese": {
@@ -297,13 +300,10 @@ class SomaSensitivity:
                 )
             else:
                 lines.append(f"  {name}: {status}")
-        if self.che:
-            lines.append(
-                "  CHE working model: "
-                + "; ".join(f"rho {e.label.values[0]}: r = {_fmt_r(e.r)}, CR2 p = {e.decisive_p:.3g}" for e in self.che)
-            )
-        else:
-            lines.append(f"  CHE working model: {self.che_status}")
+        lines.append(
+            "  CHE working model: "
+            + "; ".join(f"rho {e.rho:g}: r = {_fmt_r(e.r)}, CR2 p = {e.decisive_p:.3g}" for e in self.che)
+        )
         slope, se, df, p = self.egger
         pp = self.pet_peese
         lines += [
@@ -470,6 +470,37 @@ def _pet_peese(result: SomaResult) -> tuple[SensitivityEstimate, PetPeese]:
     return est, pp
 
 
+def _che(result: SomaResult) -> tuple[SensitivityEstimate, ...]:
+    """The CHE working model at rho = 0, .2, .4, .6, .8 (``rho_sensitivity``: metafor ``rma.mv(z, vcalc(vz,
+    meta_analysis, obs = es_id, rho), random = ~ 1 | meta_analysis/es_id)``, CR2 by meta-analysis)."""
+    from edueffects.meta import rho_sensitivity
+
+    ma = result.columns.meta_analysis
+    che = rho_sensitivity(
+        result.effects, "z", "vz", ma, "es_id", rhos=RHOS, robust=True, method=result.overall.method, variance_ci=False
+    )
+    table = che.tidy()
+    rows = table[table.term == "intrcpt"].reset_index(drop=True)
+    return tuple(
+        SensitivityEstimate(
+            analysis="che",
+            label=Message("CHE working model, rho = {0}", Bounded(rho, 1)),
+            k=fit.k,
+            n_meta_analyses=int(fit.n_groups[0]),
+            z=float(rows.estimate[i]),
+            se=float(rows.se[i]),
+            ci_lb=float(rows.ci_lb[i]),
+            ci_ub=float(rows.ci_ub[i]),
+            p=float(rows.pval[i]),
+            robust_se=float(rows.robust_se[i]),
+            robust_df=float(rows.robust_df[i]),
+            robust_p=float(rows.robust_pval[i]),
+            rho=float(rho),
+        )
+        for i, (rho, fit) in enumerate(zip(che.rhos, che.results, strict=True))
+    )
+
+
 def soma_sensitivity(result: SomaResult, band: float = DEFAULT_BAND, alpha: float = DEFAULT_ALPHA) -> SomaSensitivity:
     """Every sensitivity analysis of ``result`` (see the module) and the verdict: ``band`` is the largest
     change in r that counts as close to the pooled r, ``alpha`` the significance level of the conclusion."""
@@ -546,8 +577,7 @@ def soma_sensitivity(result: SomaResult, band: float = DEFAULT_BAND, alpha: floa
         overlap=overlap,
         overlap_status=overlap_status,
         pairs=pairs,
-        che=(),
-        che_status="not available",
+        che=_che(result),
         egger=result.egger_slope,
         pet_peese=pp_estimate,
         pet_peese_fit=pp,
