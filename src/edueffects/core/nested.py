@@ -248,18 +248,22 @@ def unit_statistics(x: Array, y_sum: Array, y_sumsq: Array, count: Array) -> Arr
     n, p = x.shape
     ia, ib = np.triu_indices(p + 1)
     n_pairs = ia.size
-    stats = np.empty((n, n_pairs + p + 2))
-    stats[:, n_pairs : n_pairs + p] = x * count[:, None]
-    stats[:, n_pairs + p] = y_sum
+    # filled column by column in a column-major buffer: every product reads and writes contiguous memory
+    columns = np.empty((n_pairs + p + 2, n))
+    xt = np.ascontiguousarray(x.T)
+    ones = bool(np.all(count == 1.0))
+    weighted = xt if ones else xt * count  # x * count (x * 1 is x exactly)
+    columns[n_pairs : n_pairs + p] = weighted
+    columns[n_pairs + p] = y_sum
     for k, (a, b) in enumerate(zip(ia, ib, strict=True)):
         if b < p:
-            np.multiply(x[:, a] * count, x[:, b], out=stats[:, k])
+            np.multiply(weighted[a], xt[b], out=columns[k])
         elif a < p:
-            np.multiply(x[:, a], y_sum, out=stats[:, k])
+            np.multiply(xt[a], y_sum, out=columns[k])
         else:
-            stats[:, k] = y_sumsq
-    stats[:, -1] = count
-    return stats
+            columns[k] = y_sumsq
+    columns[-1] = count
+    return columns.T
 
 
 def design_from_units(
@@ -297,7 +301,10 @@ def design_from_units(
         change = np.ones(n, dtype=bool)
         change[1:] = key[1:] != key[:-1]
         group_first_units = np.flatnonzero(change)
-        starts.append(np.searchsorted(previous, group_first_units).astype(np.intp))
+        if previous.size == n:  # children are the units themselves: positions are the starts
+            starts.append(group_first_units.astype(np.intp))
+        else:
+            starts.append(np.searchsorted(previous, group_first_units).astype(np.intp))
         previous = group_first_units
     n_levels = len(keys) + int(replicated is not None)
     params = list(range(len(keys) - 1, -1, -1))  # innermost first

@@ -44,8 +44,21 @@ class MetaData:
     frame: pd.DataFrame
 
 
-def sorted_codes(values: pd.Series) -> NDArray[np.intp]:
-    """Integer codes 0..G-1 of a column, numbered in the sorted order of its distinct values."""
+def sorted_codes(values: pd.Series | NDArray[np.generic]) -> NDArray[np.intp]:
+    """Integer codes 0..G-1 of a column, numbered in the sorted order of its distinct values.
+
+    An integer column already in order (the usual layout: rows sorted by cluster) takes one pass of
+    numpy (a running count of value changes); any other column goes through ``pd.factorize``."""
+    array = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    if array.dtype.kind in "iu" and array.ndim == 1:
+        change = np.empty(array.size, dtype=bool)
+        if array.size:
+            change[0] = True
+            np.not_equal(array[1:], array[:-1], out=change[1:])
+        if array.size < 2 or bool(np.all(array[1:] >= array[:-1])):
+            codes = np.cumsum(change, dtype=np.intp)
+            codes -= 1
+            return codes
     codes, uniques = pd.factorize(values)
     rank = np.empty(len(uniques), dtype=np.intp)
     rank[np.argsort(np.asarray(uniques), kind="stable")] = np.arange(len(uniques))
@@ -411,8 +424,11 @@ def prepare(
             )
         n_dropped = int(mask.sum())
     rows = np.flatnonzero(~mask).astype(np.intp)
-    frame = frame.iloc[rows].reset_index(drop=True)
-    y, v = y_all[rows], v_all[rows]
+    if n_dropped:
+        frame = frame.iloc[rows].reset_index(drop=True)
+        y, v = y_all[rows], v_all[rows]
+    else:  # every row used: no copy of the table
+        y, v = y_all, v_all
     for name, values in ((yi, y), (vi, v)):
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
@@ -466,7 +482,7 @@ def prepare(
         if within is not None:
             inner = sorted_codes(frame[within]).astype(np.int64)
             combined = outer.astype(np.int64) * (int(inner.max()) + 1) + inner
-            codes.append(sorted_codes(pd.Series(combined)))
+            codes.append(sorted_codes(combined))
             level_names.append(f"{cluster}/{within}")
     return MetaData(
         y=y,
