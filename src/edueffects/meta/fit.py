@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from edueffects.core.distributions import chi2_sf
 from edueffects.core.errors import InputError, Message
@@ -104,6 +105,28 @@ def _univariate_tau2(
     return design, evaluate(design, np.array([tau2]), "ML"), Convergence(True, 0, 0.0, (tau2 <= 0.0,)), "ML"
 
 
+def _nested_moments(basis: Array, y: Array, v: Array, outer: NDArray[np.intp]) -> Array | None:
+    """Moment estimates of (sigma2 outer, sigma2 inner), Newton's start for two nested levels: with
+    the unweighted least-squares residuals ``r`` (``basis`` orthonormal), the inner variance from the
+    within-cluster sum of squares, ``E sum_j sum_i (r_ij - rbar_j)^2 ~ sum_j (n_j - 1)(sigma2_in +
+    vbar_j)`` (``vbar_j`` the mean ``v`` of cluster ``j``), and the outer one from the total
+    ``r'r / (k - p) ~ sigma2_out + sigma2_in + mean(v)``. Only a start: REML/ML are maximised
+    exactly from it. ``None`` without clusters of several rows or when not finite."""
+    resid = y - basis @ (basis.T @ y)
+    n_clusters = int(outer.max()) + 1
+    size = np.bincount(outer, minlength=n_clusters).astype(np.float64)
+    df_within = float(np.sum(size - 1.0))
+    if df_within <= 0.0:
+        return None
+    mean_resid = np.bincount(outer, resid, n_clusters) / size
+    deviation = resid - mean_resid[outer]
+    sampling = float(np.sum((size - 1.0) / size * np.bincount(outer, v, n_clusters)))
+    inner = (float(deviation @ deviation) - sampling) / df_within
+    total = float(resid @ resid) / (y.size - basis.shape[1])
+    moments = np.array([total - inner - float(np.mean(v)), inner])
+    return moments if bool(np.all(np.isfinite(moments))) else None
+
+
 def _estimate_variance(
     md: MetaData,
     basis: Array,
@@ -124,8 +147,13 @@ def _estimate_variance(
         design = multilevel_design(x, y, v, md.level_codes, rho)
         qe_df = x.shape[0] - x.shape[1]
         dl = max(0.0, (fe.rss - qe_df) / fe.trace_p)
+        floor = 1e-3 * float(np.var(y)) / len(names)
         share = max(dl, 1e-3 * float(np.var(y))) / len(names)
         start = np.array([share if f is None else f for f in fixed])
+        if len(names) == 2 and not rho and fixed == [None, None]:
+            moments = _nested_moments(x, y, v, md.level_codes[0])
+            if moments is not None:
+                start = np.maximum(moments, floor)
         held = [f is not None for f in fixed]
         ev, conv = maximize(design, method, start, fixed=held)  # type: ignore[arg-type]
         return VarianceFit("multilevel", design, ev, conv, names, tuple(not h for h in held), method)
