@@ -777,6 +777,16 @@ def _free(ev: Evaluation, held: NDArray[np.bool_]) -> NDArray[np.bool_]:
     return np.asarray(~held & ~((ev.theta <= 0.0) & (ev.gradient <= 0.0)), dtype=np.bool_)
 
 
+NEGLIGIBLE_STEP = 1e-10
+"""A Newton step below this relative to every component (see :func:`_negligible`) ends a run."""
+
+
+def _negligible(step: Array, theta: Array, scale: float) -> bool:
+    """``|step_i| <= NEGLIGIBLE_STEP max(|theta_i|, 1e-6 s)`` for every component: the quadratic
+    model says the optimum is that close, so evaluating the step cannot move an estimate by more."""
+    return bool(np.all(np.abs(step) <= NEGLIGIBLE_STEP * np.maximum(np.abs(theta), 1e-6 * scale)))
+
+
 def _tolerance(loglik: float) -> float:
     """Log-likelihood differences below this are rounding (sums of many terms, ill-conditioned
     ``X'V^-1X``)."""
@@ -861,6 +871,9 @@ class _Search:
             step[free] = step_f
             if decrement < 1e-20 or below_resolution >= 2:
                 converged = True
+                break
+            if decrement < resolution and _negligible(step, theta, design.variance_scale):
+                converged = True  # the step would not change theta beyond 1e-10 relative: no trial needed
                 break
             below_resolution = below_resolution + 1 if decrement < resolution else 0
             alpha = 1.0
@@ -1027,7 +1040,9 @@ def maximize(
     converges when the Newton decrement (the predicted gain in log-likelihood) is below 1e-20, or
     has been below what the evaluated log-likelihood resolves (``1e-12 max(1, |l|)``) for two full
     Newton steps in a row: the second condition ends noise-driven steps in huge data sets, while the
-    full steps still settle nearly flat directions, where a large move gains almost nothing.
+    full steps still settle nearly flat directions, where a large move gains almost nothing. A
+    decrement below that resolution with a step below ``1e-10`` of every component
+    (:data:`NEGLIGIBLE_STEP`) also ends the run, without evaluating the step.
 
     The likelihood need not be concave in ``theta``: Newton can stop at a local maximum, typically
     on the boundary (a variance at 0) while a higher one lies inside. Hence the global search
