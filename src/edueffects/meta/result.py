@@ -329,14 +329,18 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
             label = "cluster"
             if len(values) != self.k:
                 raise InputError("robust cluster has {0} values for {1} rows", len(values), self.k)
-        if values.isna().any():
-            row = int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise InputError("robust cluster '{0}' is missing in row {1}", label, row + 1)
+        if not (isinstance(values.dtype, np.dtype) and values.dtype.kind in "iub"):  # numpy integers: never missing
+            missing = values.isna().to_numpy()
+            if missing.any():
+                row = int(np.flatnonzero(missing)[0])
+                raise InputError("robust cluster '{0}' is missing in row {1}", label, row + 1)
         codes = sorted_codes(values)
         if fit.level_codes:
             outer = fit.level_codes[0]
-            per_group = pd.Series(codes).groupby(outer).nunique()
-            if (per_group > 1).any():
+            # one robust cluster per model cluster: every row agrees with the code written for its cluster
+            representative = np.empty(int(outer.max()) + 1, dtype=codes.dtype)
+            representative[outer] = codes
+            if not np.array_equal(representative[outer], codes):
                 raise InputError(
                     "robust cluster '{0}' splits clusters of the model: "
                     "each model cluster must lie within one robust cluster",
