@@ -13,7 +13,10 @@ accepted when its Newton decrement is negligible, its Hessian over the free comp
 definite and every free component stayed positive; any other deletion (a step leaving
 ``theta >= 0``, a non-concave point, a decrease of the log-likelihood, no convergence) is refitted by
 :func:`edueffects.core.nested.maximize` from the same start, the general path. Rows whose moderators
-are no longer estimable without the deleted rows give NaN.
+are no longer estimable without the deleted rows give NaN. A level left with a single group by a
+deletion has its component fixed at 0 in that refit (metafor ``rma.mv``: "Single-level factor(s) found
+in 'random' argument. Corresponding 'sigma2' value(s) fixed to 0"; under REML its variance is not
+identified, confounded with the intercept); such deletions take the general path.
 """
 
 from __future__ import annotations
@@ -428,6 +431,24 @@ def _newton(
     return final, settled, theta
 
 
+def single_group_levels(
+    codes: Sequence[IntArray], members: IntArray, owner: IntArray, n_deletions: int
+) -> NDArray[np.bool_]:
+    """(d, levels): which levels each deletion leaves with exactly one group (a group is gone when all its
+    rows are deleted), from the (deletion, group) pairs of the deleted rows; no deletions x rows array."""
+    out = np.zeros((n_deletions, len(codes)), dtype=bool)
+    owner64 = np.asarray(owner, dtype=np.int64)
+    for j, level in enumerate(codes):
+        c = np.asarray(level, dtype=np.int64)
+        groups = int(c.max()) + 1 if c.size else 0
+        size = np.bincount(c, minlength=groups)
+        pair, count = np.unique(owner64 * groups + c[members], return_counts=True)
+        emptied = count == size[pair % groups]
+        removed = np.bincount(pair[emptied] // groups, minlength=n_deletions)
+        out[:, j] = groups - removed == 1
+    return out
+
+
 def deletion_refits(
     x: Array,
     y: Array,
@@ -460,6 +481,8 @@ def deletion_refits(
         qe=np.full(n_deletions, np.nan),
         batched=np.zeros(n_deletions, dtype=bool),
     )
+    single = single_group_levels(codes, members, owner, n_deletions) & ~held[None, :]
+    special = single.any(axis=1)  # a level left with one group: its component fixed at 0, general path
     matrix = _group_matrix(design)
     chunk = max(1, BATCH_ELEMENTS // max(n, 1))
     rows_sorted = position[members]
@@ -481,7 +504,8 @@ def deletion_refits(
                 ..., 0
             ]
         out.qe[ids] = np.where(estimable, fe[:, p, p] - np.einsum("bi,bi->b", fe[:, :p, p], fe_beta), np.nan)
-        use = np.flatnonzero(estimable)
+        general.extend(ids[estimable & special[ids]].tolist())
+        use = np.flatnonzero(estimable & ~special[ids])
         if use.size == 0:
             continue
         start_theta = np.asarray(start, dtype=float)
@@ -497,7 +521,9 @@ def deletion_refits(
         keep_rows[members[owner == d]] = False
         kept = [np.asarray(c)[keep_rows] for c in codes]
         sub = design_from_rows(x[keep_rows], y[keep_rows], v[keep_rows], kept, residual=False)
-        ev, _ = maximize(sub, method, np.asarray(start, dtype=float), fixed=list(held), global_search=False)
+        start_d = np.where(single[d], 0.0, np.asarray(start, dtype=float))
+        held_d = held | single[d]
+        ev, _ = maximize(sub, method, start_d, fixed=held_d.tolist(), global_search=False)
         out.beta[d], out.cov_beta[d], out.theta[d] = ev.beta, ev.cov_beta, ev.theta
         out.loglik[d], out.rss[d] = ev.loglik, ev.rss
     return out
