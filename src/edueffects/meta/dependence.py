@@ -24,7 +24,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import sparse
 
-from edueffects.core.errors import InputError
+from edueffects.core.errors import InputError, Message
 from edueffects.core.jet import Array
 from edueffects.core.nested import NestedDesign, design_from_rows
 from edueffects.core.results import ResultDisplay
@@ -47,7 +47,7 @@ def check_rho(rho: object, cluster: str | None) -> float | None:
         raise InputError("rho must be a number in [0, 1) (got {0})", value)
     if cluster is None:
         raise InputError("rho correlates the sampling errors within clusters: give cluster")
-    return value
+    return value + 0.0  # -0.0 is 0
 
 
 def che_design_inputs(v: Array, rho: float) -> tuple[Array, Array]:
@@ -162,6 +162,7 @@ class RhoSensitivity(ResultDisplay):
     robust: bool
     results: tuple[MetaResult, ...] = field(repr=False)
     table: pd.DataFrame = field(repr=False)
+    warnings: tuple[str, ...] = ()
 
     def tidy(self) -> pd.DataFrame:
         return self.table.copy()
@@ -172,6 +173,7 @@ class RhoSensitivity(ResultDisplay):
             "cluster": self.cluster,
             "robust": self.robust,
             "rows": self.table.astype(object).where(self.table.notna(), None).to_dict(orient="records"),
+            "warnings": list(self.warnings),
         }
 
     def summary(self) -> str:
@@ -188,7 +190,36 @@ class RhoSensitivity(ResultDisplay):
             shown["robust_df"] = shown["robust_df"].map(lambda value: "-" if not np.isfinite(value) else f"{value:.2f}")
         shown["rho"] = shown["rho"].map(lambda value: f"{value:g}")
         lines.append(shown.to_string(index=False))
+        lines.extend(f"Warning: {w}" for w in self.warnings)
         return "\n".join(lines)
+
+
+def _rho_values(rhos: object, cluster: str) -> tuple[float, ...]:
+    """``rhos`` as distinct validated values in the order given (a list, tuple, 1-d array or Series)."""
+    if isinstance(rhos, np.ndarray | pd.Series) and np.ndim(rhos) == 1:
+        rhos = [value.item() if isinstance(value, np.generic) else value for value in rhos]
+    if isinstance(rhos, str) or not isinstance(rhos, Sequence) or len(rhos) == 0:
+        raise InputError("rhos must be a non-empty list of numbers in [0, 1)")
+    values = tuple(check_rho(r, cluster) or 0.0 for r in rhos)
+    seen: set[float] = set()
+    for value in values:
+        if value in seen:
+            raise InputError("rhos repeats {0}: give each value once", f"{value:g}")
+        seen.add(value)
+    return values
+
+
+def _fit_warnings(values: Sequence[float], results: Sequence[MetaResult]) -> tuple[str, ...]:
+    """The fits' warnings: once when every fit gave it (e.g. rows dropped), otherwise with its rho."""
+    out: list[str] = []
+    for rho, res in zip(values, results, strict=True):
+        for w in res.warnings:
+            if all(w in other.warnings for other in results):
+                if w not in out:
+                    out.append(w)
+            else:
+                out.append(Message("with rho = {0}: {1}", f"{rho:g}", w))
+    return tuple(out)
 
 
 def rho_sensitivity(
@@ -198,20 +229,22 @@ def rho_sensitivity(
     cluster: str,
     within: str | None = None,
     *,
-    rhos: Sequence[float] = DEFAULT_RHOS,
+    rhos: Sequence[float] | NDArray[np.float64] | pd.Series = DEFAULT_RHOS,
     robust: bool = True,
     **options: Any,
 ) -> RhoSensitivity:
     """Fit ``meta(data, yi, vi, cluster, within, rho=rho, **options)`` at every ``rho`` in ``rhos``
-    (the CHE working model, metafor ``rma.mv(yi, vcalc(vi, cluster, obs = within, rho), random = ~ 1 |
-    cluster/within)``) and tabulate the coefficients and variance components, with ``robust`` also the
-    CR2 tests clustered by ``cluster`` (clubSandwich ``coef_test(vcov = "CR2")``), which stay valid
-    whatever the true correlation."""
+    (distinct values in ``[0, 1)``, in the order given; the CHE working model, metafor ``rma.mv(yi,
+    vcalc(vi, cluster, obs = within, rho), random = ~ 1 | cluster/within)``) and tabulate the
+    coefficients and variance components, with ``robust`` also the CR2 tests clustered by ``cluster``
+    (clubSandwich ``coef_test(vcov = "CR2")``), which stay valid whatever the true correlation.
+    ``warnings`` holds the fits' warnings (rows dropped, boundary estimates), each with its rho unless
+    every fit gave it."""
     if "rho" in options:
         raise InputError("rho_sensitivity fits every value of rhos: give rhos, not rho")
-    if isinstance(rhos, str) or not isinstance(rhos, Sequence) or len(rhos) == 0:
-        raise InputError("rhos must be a non-empty list of numbers in [0, 1)")
-    values = tuple(check_rho(r, cluster) or 0.0 for r in rhos)
+    values = _rho_values(rhos, cluster)
+    if not isinstance(robust, bool | np.bool_):
+        raise InputError("robust must be True or False (got {0})", repr(robust))
     from edueffects.meta.fit import meta
 
     results = tuple(meta(data, yi, vi, cluster=cluster, within=within, rho=r, **options) for r in values)
@@ -238,4 +271,11 @@ def rho_sensitivity(
             frame["robust_pval"] = rob.pval
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
-    return RhoSensitivity(rhos=values, cluster=cluster, robust=robust, results=results, table=table)
+    return RhoSensitivity(
+        rhos=values,
+        cluster=cluster,
+        robust=bool(robust),
+        results=results,
+        table=table,
+        warnings=_fit_warnings(values, results),
+    )

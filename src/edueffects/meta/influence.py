@@ -37,7 +37,7 @@ from scipy import special
 
 from edueffects.core.blocks import iter_blocks
 from edueffects.core.deletion import deletion_refits, full_data_covariances
-from edueffects.core.errors import InputError
+from edueffects.core.errors import InputError, Message
 from edueffects.core.inference import coefficient_table
 from edueffects.core.jet import Array
 from edueffects.core.linalg import weighted_ls
@@ -121,11 +121,28 @@ def _intercept_only(res: MetaResult, what: str) -> None:
         raise InputError("{0} is for models without moderators", what)
 
 
-def _column(res: MetaResult, name: str) -> pd.Series:
+def _column(res: MetaResult, name: object, key: str) -> pd.Series:
+    """The column ``name`` of the fitted rows (``key`` names the argument): one value for every effect,
+    all numbers or all text (``1`` and ``"1"`` would otherwise be two different clusters)."""
     frame = res.state.frame
+    if not isinstance(name, str):
+        raise InputError("{0} must be the name of a column (got {1})", key, type(name).__name__)
     if name not in frame.columns:
         raise InputError("column '{0}' not found (available: {1})", name, ", ".join(map(str, frame.columns)))
-    return frame[name].reset_index(drop=True)
+    values = frame[name].reset_index(drop=True)
+    missing = np.flatnonzero(values.isna().to_numpy())
+    if missing.size:
+        raise InputError(
+            "column '{0}' ({1}) is missing for effect {2}: every effect needs a value",
+            name,
+            key,
+            int(missing[0]) + 1,
+        )
+    if pd.api.types.infer_dtype(values, skipna=False) in ("mixed", "mixed-integer"):
+        kinds = values.map(lambda value: isinstance(value, str)).to_numpy()
+        row = int(np.flatnonzero(kinds != kinds[0])[0])
+        raise InputError("column '{0}' ({1}) mixes numbers and text (effect {2}): give one type", name, key, row + 1)
+    return values
 
 
 def _recode(codes: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -177,7 +194,7 @@ def _refit(res: MetaResult, keep: np.ndarray) -> _Fit:
         s2w,
         fe.rss,
         qe_df,
-        float(qe_df / fe.trace_p),
+        float(qe_df / fe.trace_p) if qe_df > 0 else np.nan,  # one effect: no heterogeneity to measure
         k,
     )
 
@@ -222,6 +239,7 @@ class LeaveOneOut(ResultDisplay):
     table: pd.DataFrame
     left_out: str
     level: float
+    notes: tuple[str, ...] = ()
 
     def tidy(self) -> pd.DataFrame:
         return self.table.copy()
@@ -231,11 +249,12 @@ class LeaveOneOut(ResultDisplay):
             "left_out": self.left_out,
             "level": self.level,
             "rows": self.table.replace({np.nan: None}).to_dict(orient="records"),
+            "notes": list(self.notes),
         }
 
     def summary(self) -> str:
         head = f"Leave-one-out estimates by {self.left_out} ({format_level(self.level)} CI)"
-        return head + "\n" + self.table.to_string(index=False)
+        return head + "\n" + self.table.to_string(index=False) + _note_lines(self.notes)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -267,15 +286,20 @@ class InfluenceResult(ResultDisplay):
 
     table: pd.DataFrame
     kind: str
+    notes: tuple[str, ...] = ()
 
     def tidy(self) -> pd.DataFrame:
         return self.table.copy()
 
     def to_dict(self) -> dict[str, object]:
-        return {"kind": self.kind, "rows": self.table.replace({np.nan: None}).to_dict(orient="records")}
+        return {
+            "kind": self.kind,
+            "rows": self.table.replace({np.nan: None}).to_dict(orient="records"),
+            "notes": list(self.notes),
+        }
 
     def summary(self) -> str:
-        return f"{self.kind}\n" + self.table.to_string(index=False)
+        return f"{self.kind}\n" + self.table.to_string(index=False) + _note_lines(self.notes)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -287,6 +311,7 @@ class StudentizedResiduals(ResultDisplay):
     table: pd.DataFrame
     clusters: pd.DataFrame | None
     left_out: str
+    notes: tuple[str, ...] = ()
 
     def tidy(self) -> pd.DataFrame:
         return self.table.copy()
@@ -295,6 +320,7 @@ class StudentizedResiduals(ResultDisplay):
         out: dict[str, object] = {
             "left_out": self.left_out,
             "rows": self.table.replace({np.nan: None}).to_dict(orient="records"),
+            "notes": list(self.notes),
         }
         if self.clusters is not None:
             out["clusters"] = self.clusters.replace({np.nan: None}).to_dict(orient="records")
@@ -304,7 +330,11 @@ class StudentizedResiduals(ResultDisplay):
         text = f"Externally studentized residuals, deleting each {self.left_out}\n" + self.table.to_string(index=False)
         if self.clusters is not None:
             text += f"\n\nBy {self.left_out}: X2 on k df\n" + self.clusters.to_string(index=False)
-        return text
+        return text + _note_lines(self.notes)
+
+
+def _note_lines(notes: Sequence[str]) -> str:
+    return "".join(f"\nNote: {note}" for note in notes)
 
 
 class _Deletions:
@@ -320,8 +350,12 @@ class _Deletions:
             self.labels = pd.DataFrame({"effect": np.arange(1, k + 1)})
             self.what = "effect"
         else:
-            values = _column(res, cluster)
+            values = _column(res, cluster, "cluster")
             first = pd.unique(values)
+            if len(first) < 2:
+                raise InputError(
+                    "cluster '{0}' has a single value ({1}): leaving it out leaves no effects", cluster, str(first[0])
+                )
             codes = pd.Index(first).get_indexer(pd.Index(values)).astype(np.intp)
             self.labels = pd.DataFrame({cluster: first})
             self.what = cluster
@@ -332,6 +366,23 @@ class _Deletions:
 
     def keep(self, d: int) -> np.ndarray:
         return np.asarray(self.codes != d)
+
+    @cached_property
+    def notes(self) -> tuple[str, ...]:
+        """Why rows of the diagnostics are NaN: deletions after which the moderators cannot be estimated
+        (metafor: NA)."""
+        gone = np.flatnonzero(~np.isfinite(self.fits.beta).all(axis=1))
+        if gone.size == 0:
+            return ()
+        labels = self.labels.iloc[:, 0].to_numpy()[gone]
+        shown = ", ".join(str(value) for value in labels[:5]) + (", ..." if gone.size > 5 else "")
+        return (
+            Message(
+                "without {0} {1} the moderators cannot be estimated (one is constant, or a level is gone): NaN",
+                self.what,
+                shown,
+            ),
+        )
 
     @cached_property
     def _basis(self) -> tuple[Array, Array]:
@@ -413,6 +464,8 @@ _MEMO: weakref.WeakKeyDictionary[MetaResult, dict[str | None, _Deletions]] = wea
 
 def _deletions(res: MetaResult, cluster: str | None) -> _Deletions:
     """The shared deletion record of ``res`` for ``cluster`` (computed once, refits on first use)."""
+    if cluster is not None and not isinstance(cluster, str):
+        raise InputError("{0} must be the name of a column (got {1})", "cluster", type(cluster).__name__)
     memo = _MEMO.setdefault(res, {})
     if cluster not in memo:
         memo[cluster] = _Deletions(res, cluster)
@@ -427,7 +480,7 @@ def leave1out(res: MetaResult, cluster: str | None = None) -> LeaveOneOut:
     _intercept_only(res, "leave1out")
     dels = _deletions(res, cluster)
     table = pd.concat([dels.labels.copy(), _summary_rows(res, dels.fits)], axis=1)
-    return LeaveOneOut(table, dels.what, res.level)
+    return LeaveOneOut(table, dels.what, res.level, dels.notes)
 
 
 def cumul(res: MetaResult, order: str) -> CumulativeResult:
@@ -436,8 +489,8 @@ def cumul(res: MetaResult, order: str) -> CumulativeResult:
     res = _check(res, "cumul")
     _univariate(res, "cumul")
     _intercept_only(res, "cumul")
-    values = _column(res, order)
-    sort = np.argsort(values.to_numpy(), kind="stable")
+    values = _column(res, order, "order")
+    sort = values.sort_values(kind="stable").index.to_numpy()
     fits = []
     for n in range(1, res.k + 1):
         keep = np.zeros(res.k, dtype=bool)
@@ -485,7 +538,7 @@ def cooks_distance(res: MetaResult, cluster: str | None = None) -> InfluenceResu
     dels = _deletions(res, cluster)
     labels = dels.labels.copy()
     labels["cook_d"] = _cook(res, dels)
-    return InfluenceResult(labels, "Cook's distances")
+    return InfluenceResult(labels, "Cook's distances", dels.notes)
 
 
 def _dfbetas(res: MetaResult, dels: _Deletions) -> Array:
@@ -503,7 +556,7 @@ def dfbetas(res: MetaResult, cluster: str | None = None) -> InfluenceResult:
     table = dels.labels.copy()
     for j, name in enumerate(res.coefficients.names):
         table[f"dfbetas_{name}"] = _dfbetas(res, dels)[:, j]
-    return InfluenceResult(table, "DFBETAS")
+    return InfluenceResult(table, "DFBETAS", dels.notes)
 
 
 def _rstudent(res: MetaResult, dels: _Deletions) -> tuple[Array, Array, Array]:
@@ -542,7 +595,7 @@ def rstudent(res: MetaResult, cluster: str | None = None) -> StudentizedResidual
         clusters["X2"] = x2
         clusters["k"] = np.bincount(dels.codes, minlength=dels.n)
     table["resid"], table["se"], table["z"] = resid, se, resid / se
-    return StudentizedResiduals(table, clusters, dels.what)
+    return StudentizedResiduals(table, clusters, dels.what, dels.notes)
 
 
 def influence(res: MetaResult, cluster: str | None = None) -> InfluenceResult:
@@ -568,6 +621,8 @@ def influence(res: MetaResult, cluster: str | None = None) -> InfluenceResult:
     fits = dels.fits
     tau2_del = fits.theta[:, 0] if res.model == "univariate" else np.zeros(k)
     delpred = np.einsum("ip,ip->i", x, fits.beta)
+    with np.errstate(invalid="ignore"):  # not estimable without the effect: NaN (metafor NA)
+        cov_r = np.linalg.det(fits.cov) / np.linalg.det(res.cov_beta)
     resid, se, _ = _rstudent(res, dels)
     table = pd.DataFrame(
         {
@@ -575,7 +630,7 @@ def influence(res: MetaResult, cluster: str | None = None) -> InfluenceResult:
             "rstudent": resid / se,
             "dffits": (x @ st.beta - delpred) / np.sqrt(fits.s2w * hat * (tau2_del + v)),
             "cook_d": _cook(res, dels),
-            "cov_r": np.linalg.det(fits.cov) / np.linalg.det(res.cov_beta),
+            "cov_r": cov_r,
             "tau2_del": tau2_del,
             "QE_del": fits.qe,
             "hat": hat,
@@ -584,7 +639,7 @@ def influence(res: MetaResult, cluster: str | None = None) -> InfluenceResult:
     )
     for j, name in enumerate(res.coefficients.names):
         table[f"dfbetas_{name}"] = _dfbetas(res, dels)[:, j]
-    return InfluenceResult(table, "Influence diagnostics")
+    return InfluenceResult(table, "Influence diagnostics", dels.notes)
 
 
 def _influence_multilevel(res: MetaResult, cluster: str | None) -> InfluenceResult:
@@ -605,4 +660,4 @@ def _influence_multilevel(res: MetaResult, cluster: str | None) -> InfluenceResu
     for j, name in enumerate(res.coefficients.names):
         table[f"dfbetas_{name}"] = values[:, j]
     by = "effect" if cluster is None else cluster
-    return InfluenceResult(table, f"Influence diagnostics by {by}")
+    return InfluenceResult(table, f"Influence diagnostics by {by}", dels.notes)
