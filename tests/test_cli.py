@@ -223,7 +223,14 @@ def test_soma_example_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         "amstar",
     ):
         assert out[key] is not None, key
-    assert sorted(p.stem for p in plots.glob("*.svg")) == ["forest", "funnel", "orchard", "profiles"]
+    assert sorted(p.stem for p in plots.glob("*.svg")) == [
+        "contour_funnel",
+        "forest",
+        "funnel",
+        "leave_one_out",
+        "orchard",
+        "profiles",
+    ]
     effects = tmp_path / "tsr.csv"
     assert main(["simulate", "soma", "--out", str(effects)]) == 0
     capsys.readouterr()
