@@ -48,3 +48,12 @@ def test_visible_text_includes_figures_and_skips_references(
     text = " ".join(visible_text_of(pages["nl"]))
     assert "Forest plot per uitkomstcluster" in text  # a figure title (SVG text)
     assert "Viechtbauer" not in text
+
+
+@pytest.mark.parametrize(
+    ("code", "value", "expected"), [("en", -0.001, ".00"), ("nl", -0.004, "0,00"), ("de", -0.0049, "0,00")]
+)
+def test_numbers_that_round_to_zero_carry_no_sign(code: str, value: float, expected: str) -> None:
+    lang = Language.of(code)
+    assert lang.bounded(value) == expected
+    assert lang.bounded(-0.006) in ("-.01", "-0,01")

@@ -90,6 +90,8 @@ class Language:
     def number(self, value: float | None, digits: int = 2) -> str:
         if value is None or value != value:
             return "–"
+        if abs(value) < 0.5 * 10.0**-digits:  # rounds to zero: no sign ("-0.00")
+            value = 0.0
         pattern = "#,##0" + ("." + "0" * digits if digits else "")
         return str(format_decimal(value, format=pattern, locale=self.code))
 
