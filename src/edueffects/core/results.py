@@ -15,10 +15,11 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from edueffects.core.distributions import chi2_sf, f_sf, t_sf
 from edueffects.core.errors import InputError
@@ -206,7 +207,9 @@ def wald_test(beta: Array, cov_beta: Array, matrix: Array, df: float, names: tup
 class FitRecord:
     """What comparing two fits needs; ``n_info`` is the n of BIC/AICc (k - p under REML, as metafor);
     ``sampling_correlation`` is the known within-cluster correlation of sampling errors the fit assumed
-    (0: independent), part of the data's covariance, so fits under different values are not nested."""
+    (0: independent), part of the data's covariance, so fits under different values are not nested;
+    ``known_var`` the known sampling variances (meta-analysis) and ``correlation_groups`` the groups
+    within which the sampling errors correlate: fits that differ in them model different data."""
 
     method: str
     loglik: float
@@ -216,6 +219,8 @@ class FitRecord:
     x: Array = field(repr=False)
     y: Array = field(repr=False)
     sampling_correlation: float = 0.0
+    known_var: Array | None = field(default=None, repr=False)
+    correlation_groups: NDArray[np.intp] | None = field(default=None, repr=False)
 
     @property
     def aic(self) -> float:
@@ -317,6 +322,10 @@ class LikelihoodRatioTest(ResultDisplay):
         )
 
 
+def _same_array(a: NDArray[Any] | None, b: NDArray[Any] | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+
+
 def likelihood_ratio_test(full: FitRecord, reduced: FitRecord) -> LikelihoodRatioTest:
     """LRT of two fits of the same data; the one with more parameters is the full model (as metafor)."""
     if full.n_params < reduced.n_params:
@@ -329,11 +338,17 @@ def likelihood_ratio_test(full: FitRecord, reduced: FitRecord) -> LikelihoodRati
         raise InputError("likelihood-ratio tests need models fitted by ML or REML (got {0})", full.method)
     if full.n_obs != reduced.n_obs or not np.array_equal(full.y, reduced.y):
         raise InputError("models were fitted to different data: a likelihood-ratio test needs the same effects")
+    if not _same_array(full.known_var, reduced.known_var):
+        raise InputError("models were fitted with different sampling variances: a likelihood-ratio test needs the same")
     if full.sampling_correlation != reduced.sampling_correlation:
         raise InputError(
             "models assume different sampling correlations (rho = {0} and {1}): a likelihood-ratio test needs the same",
             f"{full.sampling_correlation:g}",
             f"{reduced.sampling_correlation:g}",
+        )
+    if full.sampling_correlation and not _same_array(full.correlation_groups, reduced.correlation_groups):
+        raise InputError(
+            "models correlate the sampling errors within different clusters: a likelihood-ratio test needs the same"
         )
     if full.n_params == reduced.n_params:
         raise InputError("models have the same number of parameters: a likelihood-ratio test is not meaningful")

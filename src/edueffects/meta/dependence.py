@@ -121,14 +121,15 @@ def che_heterogeneity(x: Array, y: Array, v: Array, cluster: IntArray, rho: floa
     return qe, (k - p) / trace_p
 
 
-def check_within_unique(frame: pd.DataFrame, cluster: str, within: str | None) -> None:
+def check_within_unique(frame: pd.DataFrame, cluster: str, within: str | None, rows: IntArray) -> None:
     """With a known correlation every effect of a cluster is a distinct outcome: ``within`` must not
-    repeat inside a cluster (metafor ``vcalc``'s ``obs``)."""
+    repeat inside a cluster (metafor ``vcalc``'s ``obs``). ``rows``: the data row of each row of
+    ``frame`` (rows with missing values may have been dropped), for the message."""
     if within is None:
         return
     repeated = frame.duplicated(subset=[cluster, within]).to_numpy()
     if repeated.any():
-        row = int(np.flatnonzero(repeated)[0])
+        row = int(rows[np.flatnonzero(repeated)[0]])
         raise InputError(
             "with rho, '{0}' must identify the effects within each '{1}': row {2} repeats a value",
             within,

@@ -44,6 +44,15 @@ class MetaData:
     frame: pd.DataFrame
 
 
+def mixed_type_position(values: pd.Series) -> int | None:
+    """Position of the first value whose kind (text or number) differs from the first value's, when a
+    grouping column mixes them (``1`` and ``"1"`` would otherwise be two groups); None otherwise."""
+    if values.dtype.kind != "O" or pd.api.types.infer_dtype(values, skipna=True) not in ("mixed", "mixed-integer"):
+        return None
+    kinds = values.map(lambda value: isinstance(value, str)).to_numpy()
+    return int(np.flatnonzero(kinds != kinds[0])[0])
+
+
 def sorted_codes(values: pd.Series | NDArray[np.generic]) -> NDArray[np.intp]:
     """Integer codes 0..G-1 of a column, numbered in the sorted order of its distinct values.
 
@@ -475,6 +484,15 @@ def prepare(
         raise InputError("{0} usable row(s) for {1} coefficient(s): a model needs more rows than coefficients", k, p)
     level_names: list[str] = []
     codes: list[NDArray[np.intp]] = []
+    for key, column in (("cluster", cluster), ("within", within)):
+        position = None if column is None else mixed_type_position(frame[column])
+        if column is not None and position is not None:
+            raise InputError(
+                "column '{0}' ({1}) mixes numbers and text (effect {2}): give one type",
+                column,
+                key,
+                int(rows[position]) + 1,
+            )
     if cluster is not None:
         outer = sorted_codes(frame[cluster])
         level_names.append(cluster)

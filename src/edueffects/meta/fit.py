@@ -227,6 +227,25 @@ def _variance_profiles(
     )
 
 
+def _single_group_levels(
+    md: MetaData, sigma2: Sequence[float | None] | None, warnings: list[Message]
+) -> Sequence[float | None] | None:
+    """A level with a single group has no variance to estimate (the likelihood is flat in it): its
+    sigma2 is fixed at 0, with a warning, as metafor's rma.mv does ("Single-level factor(s) found in
+    'random' argument. Corresponding 'sigma2' value(s) fixed to 0.")."""
+    single = [i for i, codes in enumerate(md.level_codes) if codes.size and int(codes.max()) == 0]
+    if not single or (sigma2 is not None and len(sigma2) != len(md.level_codes)):
+        return sigma2  # a wrong-length sigma2 gets its own error
+    fixed: list[float | None] = list(sigma2) if sigma2 is not None else [None] * len(md.level_codes)
+    for i in single:
+        if fixed[i] is None:
+            fixed[i] = 0.0
+            warnings.append(
+                Message("'{0}' has a single group: its variance is fixed at 0, as metafor does", md.level_names[i])
+            )
+    return fixed
+
+
 def meta(
     data: pd.DataFrame,
     yi: str,
@@ -268,12 +287,13 @@ def meta(
     rho = check_rho(rho, cluster)
     md = prepare(data, yi, vi, cluster, within, mods, list(categorical or []), missing)
     if rho and cluster is not None:
-        check_within_unique(md.frame, cluster, within)
+        check_within_unique(md.frame, cluster, within, md.rows)
     x, y, v = md.x, md.y, md.v
     k, p = x.shape
     warnings: list[Message] = []
     if md.n_dropped:
         warnings.append(Message("{0} row(s) with missing values dropped", md.n_dropped))
+    sigma2 = _single_group_levels(md, sigma2, warnings)
 
     basis, r_factor = np.linalg.qr(x)  # x = basis @ r_factor
     to_original = np.linalg.inv(r_factor)
@@ -320,6 +340,8 @@ def meta(
         x=x,
         y=y,
         sampling_correlation=rho or 0.0,
+        known_var=v,
+        correlation_groups=md.level_codes[0] if rho else None,
     )
 
     total_var = float(np.sum(theta))

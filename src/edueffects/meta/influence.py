@@ -43,6 +43,7 @@ from edueffects.core.jet import Array
 from edueffects.core.linalg import weighted_ls
 from edueffects.core.nested import IntArray, design_from_rows, evaluate, maximize
 from edueffects.core.results import ResultDisplay, format_level
+from edueffects.meta.design import mixed_type_position
 from edueffects.meta.estimators import moment_tau2
 from edueffects.meta.result import MetaResult
 from edueffects.options import LIKELIHOOD_METHODS as LIKELIHOOD
@@ -138,9 +139,8 @@ def _column(res: MetaResult, name: object, key: str) -> pd.Series:
             key,
             int(missing[0]) + 1,
         )
-    if pd.api.types.infer_dtype(values, skipna=False) in ("mixed", "mixed-integer"):
-        kinds = values.map(lambda value: isinstance(value, str)).to_numpy()
-        row = int(np.flatnonzero(kinds != kinds[0])[0])
+    row = mixed_type_position(values)
+    if row is not None:
         raise InputError("column '{0}' ({1}) mixes numbers and text (effect {2}): give one type", name, key, row + 1)
     return values
 

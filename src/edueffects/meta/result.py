@@ -556,7 +556,7 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
         lines = [self._headline()]
         if self.n_dropped:
             lines.append(f"  {self.n_dropped} row(s) with missing values were dropped")
-        if self.rho is not None:
+        if self.rho:
             lines.append(
                 f"  Sampling errors correlated within {self.state.level_names[0]}: rho = {self.rho:g} "
                 "(correlated and hierarchical effects)"
