@@ -243,3 +243,70 @@ def test_bad_constraints() -> None:
         cr2_wald_test(rc, beta, np.eye(3))
     with pytest.raises(ValueError, match="unknown"):
         cr2_wald_test(rc, beta, np.eye(4)[:1], "HTA")  # type: ignore[arg-type]
+
+
+# --- units of the moderators ------------------------------------------------------------------
+
+
+def rescaled(rc: RobustCovariance, factors: np.ndarray) -> RobustCovariance:
+    """The CR2 pieces of the model with column ``j`` of ``X`` multiplied by ``factors[j]`` (the same fit in
+    other units: ``b_j``, ``V`` and ``M`` scale by ``1 / factors``)."""
+    inv = 1.0 / factors
+    outer = inv[:, None] * inv[None, :]
+    return RobustCovariance(
+        vcov=rc.vcov * outer,
+        df=rc.df,
+        n_clusters=rc.n_clusters,
+        bread=rc.bread * outer,
+        cluster_var=rc.cluster_var * outer[None],
+        cluster_design=rc.cluster_design * inv[None, :, None] * factors[None, None, :],
+    )
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 10_000),
+    column=st.integers(1, 3),
+    factor=st.sampled_from([10.0, 1e4, 1e6, 1e7, 1e-4]),
+    q=st.integers(1, 3),
+)
+def test_tests_do_not_depend_on_the_units_of_a_moderator(seed: int, column: int, factor: float, q: int) -> None:
+    """A moderator in other units (a sample size, x10, x1e4, ...) is the same model: the same F, df and p,
+    never a refusal as redundant (the check and Omega^{-1/2} work on rows scaled to unit robust variance)."""
+    rc, beta, _ = random_problem(seed)
+    factors = np.ones(4)
+    factors[column] = factor
+    rows = np.random.default_rng(seed + 3).permutation(np.arange(1, 4))[:q]
+    rows[0] = column
+    c = np.eye(4)[np.sort(np.unique(rows))]  # coefficients tested, the rescaled one among them
+    other = rescaled(rc, factors)
+    for kind in TESTS:
+        x1 = cr2_wald_test(rc, beta, c, kind)  # type: ignore[arg-type]
+        x2 = cr2_wald_test(other, beta / factors, c, kind)  # type: ignore[arg-type]
+        np.testing.assert_allclose(x2.statistic, x1.statistic, rtol=1e-8)
+        np.testing.assert_allclose(x2.pval, x1.pval, rtol=1e-6, atol=1e-12)
+        if x1.df_denom is not None:
+            assert x2.df_denom is not None
+            np.testing.assert_allclose(x2.df_denom, x1.df_denom, rtol=1e-8)
+
+
+@pytest.mark.parametrize("factor", [10.0, 1e4])
+def test_sample_size_moderator_is_tested_whatever_its_units(factor: float) -> None:
+    """``mods=["x", "n3"]`` with ``n3`` a sample size times 10 (1e3..2e6, not redundant): the robust test of
+    both moderators equals the one with ``n3`` in thousands, for every test."""
+    rng = np.random.default_rng(1)
+    k = 60
+    data = pd.DataFrame({"study": np.repeat(np.arange(20), 3), "x": rng.normal(size=k)})
+    data["n3"] = rng.uniform(1e2, 2e5, size=k) * 10
+    data["vi"] = rng.uniform(0.02, 0.2, size=k)
+    data["yi"] = 0.2 + 0.1 * data["x"] + rng.normal(size=k) * np.sqrt(data["vi"] + 0.05)
+    base = edueffects.meta(data.assign(n3=data["n3"] / 1e3), yi="yi", vi="vi", mods=["x", "n3"]).robust("study")
+    scaled = edueffects.meta(data.assign(n3=data["n3"] * factor), yi="yi", vi="vi", mods=["x", "n3"]).robust("study")
+    for kind in TESTS:
+        want = base.wald(["x", "n3"], test=kind)  # type: ignore[arg-type]
+        got = scaled.wald(["x", "n3"], test=kind)  # type: ignore[arg-type]
+        np.testing.assert_allclose(got.statistic, want.statistic, rtol=1e-7)
+        np.testing.assert_allclose(got.pval, want.pval, rtol=1e-6)
+        assert (got.df2 is None) == (want.df2 is None)
+        if want.df2 is not None:
+            np.testing.assert_allclose(got.df2, want.df2, rtol=1e-7)

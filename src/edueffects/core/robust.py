@@ -138,7 +138,11 @@ def cr2(
 
 
 WaldTestKind = Literal["HTZ", "Naive-F", "chi-sq"]
-SINGULAR_RATIO = 1e-12  # smallest / largest eigenvalue of C V_CR2 C' below which the constraints are redundant
+SINGULAR_RATIO = 1e-12
+"""Redundancy threshold of the constraints: with the rows of ``C`` scaled to unit robust variance
+(``C V_CR2 C'`` a correlation matrix), its smallest / largest eigenvalue below this means redundant
+constraints; a row's own robust variance below this relative to ``|c|'|V_CR2||c|`` (rounding) means a
+constraint the data cannot test (e.g. a zero row)."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,11 @@ def cr2_wald_test(
     HTZ reports ``F = max((eta - q + 1) / eta, 0) Q / q`` on ``(q, eta - q + 1)`` df with ``eta`` from
     :func:`_hotelling_df`; Naive-F ``F = Q / q`` on ``(q, J - 1)``; chi-sq ``Q`` on ``q`` df.
     For ``q = 1`` HTZ gives ``F = t^2`` on the coefficient's Satterthwaite df.
+
+    All three are invariant under ``C -> A C`` (``A`` invertible) in exact arithmetic. The rows of ``C`` are
+    first scaled to unit robust variance (``diag(C V_CR2 C') = 1``), so that neither the check for redundant
+    constraints nor clubSandwich's fixed eigenvalue cut-off ``1e-12`` in ``Omega^{-1/2}`` depends on the units
+    of the moderators (a sample size as a moderator makes ``V_CR2`` span many orders of magnitude).
     """
     c = np.atleast_2d(np.asarray(constraints, dtype=np.float64))
     b = np.asarray(beta, dtype=np.float64).reshape(-1)
@@ -216,13 +225,20 @@ def cr2_wald_test(
     if c.ndim != 2 or c.shape[1] != p or c.shape[0] == 0 or b.size != p:
         raise ValueError(f"constraints must be q x {p} with q >= 1 and beta of length {p}")
     q = c.shape[0]
+    vcov = 0.5 * (robust.vcov + robust.vcov.T)
+    row_var = np.einsum("ap,pr,ar->a", c, vcov, c)  # diag(C V C')
+    rounding = np.einsum("ap,pr,ar->a", np.abs(c), np.abs(vcov), np.abs(c))
+    # a row of no robust variance (beyond rounding) is an empty constraint; the others are scaled to unit
+    # variance, which C -> A C leaves the tests unchanged by, and C V C' becomes a correlation matrix
+    empty = not np.all(row_var > SINGULAR_RATIO * rounding)
+    c = c / np.sqrt(np.where(empty, 1.0, row_var))[:, None]
     cb = c @ b
-    cvc = c @ robust.vcov @ c.T
-    sym = 0.5 * (cvc + cvc.T)
+    sym = c @ vcov @ c.T
+    sym = 0.5 * (sym + sym.T)
     values = np.linalg.eigvalsh(sym)
     # redundant constraints make C V C' singular, but rounding may leave its smallest eigenvalue a hair
     # above 0: a condition number beyond 1e12 counts as singular, whatever Cholesky's luck
-    singular = not values[0] > SINGULAR_RATIO * values[-1]
+    singular = empty or not values[0] > SINGULAR_RATIO * values[-1]
     try:
         if singular:
             raise np.linalg.LinAlgError
