@@ -81,3 +81,75 @@ def test_not_estimable_gives_nan() -> None:
     members = np.argsort(owner, kind="stable")
     fits = deletion_refits(x, y, v, codes, "REML", np.full(2, 0.05), members, owner[members], 12)
     assert np.isnan(fits.beta[0]).all() and np.isfinite(fits.beta[1:]).all()
+    assert not fits.converged[0] and fits.converged[1:].all()  # nothing fitted: not converged
+
+
+def _scaled_refits(levels: int, by: str, scale: float):  # type: ignore[no-untyped-def]
+    """Deleted fits of ``_data`` with ``y`` times ``scale`` and ``v`` times ``scale^2``, and the loop over
+    deletions on the unscaled data."""
+    x, y, v, codes = _data(levels, p=2)
+    start = maximize(design_from_rows(x, y, v, codes, residual=False), "REML", np.full(levels, 0.05))[0].theta
+    owner = np.arange(y.size) if by == "effect" else codes[0]
+    members = np.argsort(owner, kind="stable")
+    n_del = int(owner.max()) + 1
+    drops = [np.flatnonzero(owner == d) for d in range(n_del)]
+    fits = deletion_refits(x, scale * y, scale**2 * v, codes, "REML", scale**2 * start, members, owner[members], n_del)
+    scaled = _loop(x, scale * y, scale**2 * v, codes, scale**2 * start, drops, "REML")
+    return fits, _loop(x, y, v, codes, start, drops, "REML"), scaled
+
+
+def _assert_scaled(fits, d: int, ev, scale: float) -> None:  # type: ignore[no-untyped-def]
+    np.testing.assert_allclose(fits.theta[d] / scale**2, ev.theta / scale**2, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(fits.beta[d] / scale, ev.beta / scale, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(fits.cov_beta[d] / scale**2, ev.cov_beta / scale**2, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("levels", [2, 3])
+@pytest.mark.parametrize("by", ["effect", "cluster"])
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e-5])
+def test_refits_are_equivariant_to_the_units_of_y(levels: int, by: str, scale: float) -> None:
+    """``y`` times ``c`` and ``v`` times ``c^2`` (down to ``v ~ 1e-12``): every deletion equals one ``maximize``
+    run on the scaled data, and the fit of the unscaled data with ``theta`` times ``c^2`` and ``beta`` times
+    ``c``: a Newton step counts as negligible relative to each component or to the data's variance scale,
+    not to 1."""
+    fits, unscaled, scaled = _scaled_refits(levels, by, scale)
+    assert fits.batched.mean() > 0.5 and fits.converged.all()
+    for d, (ev, ev_scaled) in enumerate(zip(unscaled, scaled, strict=True)):
+        _assert_scaled(fits, d, ev_scaled, scale)
+        np.testing.assert_allclose(fits.theta[d] / scale**2, ev.theta, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(fits.beta[d] / scale, ev.beta, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(fits.cov_beta[d] / scale**2, ev.cov_beta, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("by", ["effect", "cluster"])
+def test_batched_refits_in_large_units(by: str) -> None:
+    """``y`` times 1e4: the Hessian's curvature is judged against ``1 / scale^2``, not 1, so the batched path
+    still settles the deletions, at the unscaled fits times ``c^2`` (and ``c``)."""
+    scale = 1e4
+    fits, unscaled, _ = _scaled_refits(3, by, scale)
+    assert fits.batched.mean() > 0.5 and fits.converged.all()
+    for d in np.flatnonzero(fits.batched):
+        ev = unscaled[d]
+        np.testing.assert_allclose(fits.theta[d] / scale**2, ev.theta, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(fits.beta[d] / scale, ev.beta, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(fits.cov_beta[d] / scale**2, ev.cov_beta, rtol=1e-8, atol=1e-12)
+
+
+def test_convergence_of_the_general_path_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deletions refitted by ``maximize`` carry its verdict."""
+    import dataclasses
+
+    import edueffects.core.deletion as deletion
+
+    def unconverged(*args, **kwargs):  # type: ignore[no-untyped-def]
+        ev, convergence = maximize(*args, **kwargs)
+        return ev, dataclasses.replace(convergence, converged=False)
+
+    monkeypatch.setattr(deletion, "maximize", unconverged)
+    monkeypatch.setattr(deletion, "MAX_NEWTON", 1)  # one batched step: most deletions go on to maximize
+    x, y, v, codes = _data(2)
+    owner = codes[0]
+    members = np.argsort(owner, kind="stable")
+    fits = deletion_refits(x, y, v, codes, "REML", np.full(2, 0.05), members, owner[members], 12)
+    assert (~fits.batched).any()
+    np.testing.assert_array_equal(fits.converged, fits.batched)

@@ -9,8 +9,10 @@ of every deleted data set, with its exact gradient and Hessian, is the recursion
 
 :func:`deletion_refits` runs projected Newton on all deletions together from the full fit's
 ``theta`` (full steps; a component at 0 whose gradient points outward is held there). A deletion is
-accepted when its Newton decrement is negligible, its Hessian over the free components is negative
-definite and every free component stayed positive; any other deletion (a step leaving
+accepted when its Newton decrement or its Newton step is negligible (the step relative to each
+component, or to ``1e-6`` of the data's variance scale near zero: :func:`edueffects.core.nested.negligible_step`,
+the rule of ``maximize``, so that the result does not depend on the units of ``y``), its Hessian over the
+free components is negative definite and every free component stayed positive; any other deletion (a step leaving
 ``theta >= 0``, a non-concave point, a decrease of the log-likelihood, no convergence) is refitted by
 :func:`edueffects.core.nested.maximize` from the same start, the general path. Rows whose moderators
 are no longer estimable without the deleted rows give NaN. A level left with a single group by a
@@ -37,6 +39,7 @@ from edueffects.core.nested import (
     design_from_rows,
     group_order,
     maximize,
+    negligible_step,
 )
 
 __all__ = ["DeletionFits", "deletion_refits", "full_data_covariances"]
@@ -52,7 +55,10 @@ class DeletionFits:
     """Deleted fits, one row per deletion, in the coordinates of the ``x`` given: ``beta`` (d, p),
     ``cov_beta = (X'V^-1X)^-1`` (d, p, p), ``theta`` (d, t), ``loglik``, ``rss`` (the GLS residual sum of
     squares), ``k`` (rows kept), ``qe`` (the fixed-effect heterogeneity Q of the kept rows, weights 1/v);
-    ``batched`` marks deletions the batched Newton settled (the others went through ``maximize``)."""
+    ``batched`` marks deletions the batched Newton settled (the others went through ``maximize``);
+    ``converged`` whether the refit converged: always for batched ones (settled by a negligible step at a
+    negative definite Hessian), ``maximize``'s verdict for the others, False where nothing was fitted
+    (moderators not estimable: NaN)."""
 
     beta: Array
     cov_beta: Array
@@ -62,6 +68,7 @@ class DeletionFits:
     k: Array
     qe: Array
     batched: NDArray[np.bool_]
+    converged: NDArray[np.bool_]
 
 
 class _BJet:
@@ -384,8 +391,11 @@ def _newton(
     held: NDArray[np.bool_],
     method: Method,
     xtx_logdet: Array,
+    scale: float,
 ) -> tuple[_Batch, NDArray[np.bool_], Array]:
-    """Batched projected Newton (full steps) from ``start``; which deletions settled, and their ``theta``."""
+    """Batched projected Newton (full steps) from ``start``; which deletions settled, and their ``theta``.
+    ``scale`` is the variance scale of the data (:attr:`NestedDesign.variance_scale`): the Hessian's
+    eigenvalues are measured against ``1 / scale^2`` and the steps against ``scale`` near zero."""
     b = keep.shape[1]
     t = start.size
     theta = np.tile(start, (b, 1))
@@ -408,7 +418,7 @@ def _newton(
             neg_h = np.where(pair, -h, 0.0) + np.where(~free, 1.0, 0.0)[:, :, None] * np.eye(t)[None]
             eigval, eigvec = np.linalg.eigh(neg_h)
             gf = np.where(free, g, 0.0)
-            floor = 1e-10 * np.maximum(1.0, np.abs(eigval).max(axis=1))
+            floor = 1e-10 * np.maximum(scale**-2, np.abs(eigval).max(axis=1))  # curvature in units of 1/scale^2
             concave = eigval.min(axis=1) > floor
             step = np.einsum(
                 "bij,bj->bi", eigvec, np.einsum("bji,bj->bi", eigvec, gf) / np.where(concave[:, None], eigval, 1.0)
@@ -416,7 +426,7 @@ def _newton(
             decrement = np.einsum("bi,bi->b", gf, step)
             tol = 1e-10 * np.maximum(1.0, np.abs(ev.loglik))
             bad = ~np.isfinite(ev.loglik) | ~concave | (ev.loglik < previous[active] - tol) | ~np.isfinite(decrement)
-            done = ~bad & ((decrement < 1e-20) | (np.max(np.abs(step) / (1.0 + np.abs(th)), axis=1) < 1e-11))
+            done = ~bad & ((decrement < 1e-20) | negligible_step(step, th, scale))
             trial = th + step
             bad |= ~done & np.any(free & (trial <= 0.0), axis=1)  # the step leaves theta >= 0: general path
             for name, value in vars(ev).items():
@@ -480,6 +490,7 @@ def deletion_refits(
         k=np.zeros(n_deletions),
         qe=np.full(n_deletions, np.nan),
         batched=np.zeros(n_deletions, dtype=bool),
+        converged=np.zeros(n_deletions, dtype=bool),
     )
     single = single_group_levels(codes, members, owner, n_deletions) & ~held[None, :]
     special = single.any(axis=1)  # a level left with one group: its component fixed at 0, general path
@@ -509,12 +520,14 @@ def deletion_refits(
         if use.size == 0:
             continue
         start_theta = np.asarray(start, dtype=float)
-        final, settled, theta = _newton(design, matrix, keep[:, use], start_theta, held, method, xtx_logdet[use])
+        final, settled, theta = _newton(
+            design, matrix, keep[:, use], start_theta, held, method, xtx_logdet[use], design.variance_scale
+        )
         done = ids[use[settled]]
         out.beta[done], out.cov_beta[done] = final.beta[settled], final.cov_beta[settled]
         out.loglik[done], out.rss[done] = final.loglik[settled], final.rss[settled]
         out.theta[done] = theta[settled]
-        out.batched[done] = True
+        out.batched[done] = out.converged[done] = True
         general.extend(ids[use[~settled]].tolist())
     for d in general:  # the general optimiser, as a loop over deletions would run it
         keep_rows = np.ones(n, dtype=bool)
@@ -523,9 +536,10 @@ def deletion_refits(
         sub = design_from_rows(x[keep_rows], y[keep_rows], v[keep_rows], kept, residual=False)
         start_d = np.where(single[d], 0.0, np.asarray(start, dtype=float))
         held_d = held | single[d]
-        ev, _ = maximize(sub, method, start_d, fixed=held_d.tolist(), global_search=False)
+        ev, convergence = maximize(sub, method, start_d, fixed=held_d.tolist(), global_search=False)
         out.beta[d], out.cov_beta[d], out.theta[d] = ev.beta, ev.cov_beta, ev.theta
         out.loglik[d], out.rss[d] = ev.loglik, ev.rss
+        out.converged[d] = convergence.converged
     return out
 
 

@@ -778,13 +778,15 @@ def _free(ev: Evaluation, held: NDArray[np.bool_]) -> NDArray[np.bool_]:
 
 
 NEGLIGIBLE_STEP = 1e-10
-"""A Newton step below this relative to every component (see :func:`_negligible`) ends a run."""
+"""A Newton step below this relative to every component (see :func:`negligible_step`) ends a run."""
 
 
-def _negligible(step: Array, theta: Array, scale: float) -> bool:
-    """``|step_i| <= NEGLIGIBLE_STEP max(|theta_i|, 1e-6 s)`` for every component: the quadratic
-    model says the optimum is that close, so evaluating the step cannot move an estimate by more."""
-    return bool(np.all(np.abs(step) <= NEGLIGIBLE_STEP * np.maximum(np.abs(theta), 1e-6 * scale)))
+def negligible_step(step: Array, theta: Array, scale: float) -> NDArray[np.bool_]:
+    """``|step_i| <= NEGLIGIBLE_STEP max(|theta_i|, 1e-6 s)`` for every component (the last axis; leading
+    axes are batches, e.g. deletions): the quadratic model says the optimum is that close, so evaluating
+    the step cannot move an estimate by more. Relative to the variance ``scale`` ``s``
+    (:attr:`NestedDesign.variance_scale`), not to 1, near zero: the rule does not depend on the units of ``y``."""
+    return np.asarray(np.all(np.abs(step) <= NEGLIGIBLE_STEP * np.maximum(np.abs(theta), 1e-6 * scale), axis=-1))
 
 
 def _tolerance(loglik: float) -> float:
@@ -872,7 +874,7 @@ class _Search:
             if decrement < 1e-20 or below_resolution >= 2:
                 converged = True
                 break
-            if decrement < resolution and _negligible(step, theta, design.variance_scale):
+            if decrement < resolution and bool(negligible_step(step, theta, design.variance_scale)):
                 converged = True  # the step would not change theta beyond 1e-10 relative: no trial needed
                 break
             below_resolution = below_resolution + 1 if decrement < resolution else 0
@@ -892,7 +894,7 @@ class _Search:
             if not accepted:
                 converged = bool(decrement < 1e3 * resolution)
                 break
-            moved = float(np.max(np.abs(trial - theta) / (1.0 + np.abs(theta))))
+            moved = float(np.max(np.abs(trial - theta) / (design.variance_scale + np.abs(theta))))
             theta, ev = trial, trial_ev
             if moved < 1e-15:
                 converged = True
