@@ -214,3 +214,99 @@ def test_rstudent_unknown_cluster_column() -> None:
         rstudent(_assink(), cluster="nope")
     with pytest.raises(InputError, match="column 'nope' not found"):
         dfbetas(_assink(), cluster="nope")
+
+
+def _three_level(scale: float) -> pd.DataFrame:
+    """Twelve studies of four effects, ``yi`` times ``scale`` and ``vi`` times ``scale^2`` (vi down to 2e-12)."""
+    rng = np.random.default_rng(4)
+    study = np.repeat(np.arange(12), 4)
+    vi = rng.uniform(0.02, 0.2, study.size)
+    yi = 0.3 + rng.normal(0, 0.3, 12)[study] + rng.normal(0, 0.2, study.size) + rng.normal(0, np.sqrt(vi))
+    return pd.DataFrame({"study": study, "esid": np.arange(study.size), "yi": scale * yi, "vi": scale**2 * vi})
+
+
+def _fit_three_level(data: pd.DataFrame) -> MetaResult:
+    return edueffects.meta(data, "yi", "vi", cluster="study", within="esid")
+
+
+@pytest.mark.parametrize("by", ["study", None])
+def test_deletions_equal_one_fit_per_deletion_whatever_the_units(by: str | None) -> None:
+    """leave1out and Cook's distances with ``y`` in units ``c = 1, 1e-3, 1e-5`` (``v`` times ``c^2``): one
+    ``meta()`` per deletion, at 1e-8 on the variance components and the estimate, and equivariant (the
+    variance components scale by ``c^2``, the estimate by ``c``, Cook's distances not at all)."""
+    data = _three_level(1.0)
+    groups = data["study"] if by else data["esid"]
+    base: dict[str, Any] = {}
+    for c in (1.0, 1e-3, 1e-5):
+        scaled = _three_level(c)
+        res = _fit_three_level(scaled)
+        table = leave1out(res, cluster=by).tidy()
+        cook = cooks_distance(res, cluster=by).tidy()["cook_d"].to_numpy()
+        variances = table[["sigma2_study", "sigma2_study/esid"]].to_numpy()
+        one_by_one = [_fit_three_level(scaled[groups != g]) for g in pd.unique(groups)]
+        want_var = np.array([fit.variance for fit in one_by_one])
+        want_est = np.array([fit.coefficients.estimate[0] for fit in one_by_one])
+        diff = res.coefficients.estimate[0] - want_est
+        want_cook = diff**2 / res.cov_beta[0, 0]
+        np.testing.assert_allclose(variances, want_var, rtol=1e-8)
+        np.testing.assert_allclose(table["estimate"], want_est, rtol=1e-8)
+        np.testing.assert_allclose(cook, want_cook, rtol=1e-6)  # a difference of nearby estimates, squared
+        if c == 1.0:
+            base = {"variances": variances, "estimate": table["estimate"].to_numpy(), "cook": cook}
+        np.testing.assert_allclose(variances / c**2, base["variances"], rtol=1e-8)
+        np.testing.assert_allclose(table["estimate"] / c, base["estimate"], rtol=1e-8)
+        np.testing.assert_allclose(cook, base["cook"], rtol=1e-6)
+
+
+def test_result_and_its_deleted_fits_are_freed() -> None:
+    """The shared deleted fits live as long as their result, no longer."""
+    import gc
+    import weakref
+
+    from edueffects.meta.influence import _MEMO
+
+    for make in (_assink, _bcg):
+        res = make()
+        leave1out(res, cluster="study" if res.model == "multilevel" else None)
+        cooks_distance(res)
+        alive = weakref.ref(res)
+        n_memo = len(_MEMO)
+        del res
+        gc.collect()
+        assert alive() is None
+        assert len(_MEMO) == n_memo - 1
+
+
+def test_unconverged_refits_are_noted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deleted (or cumulative) fit the optimiser did not bring to convergence is named in the notes."""
+    import dataclasses
+    import importlib
+
+    import edueffects.core.deletion as deletion
+
+    module = importlib.import_module("edueffects.meta.influence")  # the attribute is the function influence()
+
+    def unconverged(maximize: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            ev, convergence = maximize(*args, **kwargs)
+            return ev, dataclasses.replace(convergence, converged=False)
+
+        return run
+
+    bcg, assink = _bcg(), _assink()  # fitted before the optimiser is replaced
+    for res in (bcg, assink):
+        assert not [n for n in leave1out(res).notes if "converge" in n]
+    bcg, assink = _bcg(), _assink()
+    monkeypatch.setattr(module, "maximize", unconverged(module.maximize))
+    monkeypatch.setattr(deletion, "maximize", unconverged(deletion.maximize))
+    monkeypatch.setattr(deletion, "MAX_NEWTON", 1)  # one batched step: most deletions go on to maximize
+    notes = leave1out(bcg).notes
+    assert notes == ("the refit without effect 1, 2, 3, 4, 5, ... did not converge: treat its rows with caution",)
+    assert cooks_distance(bcg).notes == notes and "Note: the refit without effect 1" in influence(bcg).summary()
+    cumulative = cumul(bcg, order="year")
+    assert cumulative.notes == ("the fit of the first 2, 3, 4, 5, 6, ... effects did not converge: treat its rows "
+                                "with caution",)  # fmt: skip
+    assert cumulative.to_dict()["notes"] == list(cumulative.notes) and "Note: the fit" in cumulative.summary()
+    by_study = leave1out(assink, cluster="study")
+    assert any(n.startswith("the refit without study ") and "did not converge" in n for n in by_study.notes)
+    assert rstudent(assink, cluster="study").notes == by_study.notes

@@ -30,9 +30,11 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 from scipy import special
 
 from edueffects.core.blocks import iter_blocks
@@ -65,7 +67,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class _Fit:
-    """One (deleted or cumulative) fit: coefficients, their covariance, variance components, Q."""
+    """One (deleted or cumulative) fit: coefficients, their covariance, variance components, Q, and whether
+    the optimiser converged (False where nothing was fitted: NaN)."""
 
     beta: Array
     cov: Array
@@ -75,12 +78,13 @@ class _Fit:
     qe_df: int
     typical_v: float
     k: int
+    converged: bool
 
 
 @dataclass(frozen=True)
 class _Fits:
     """Deleted (or cumulative) fits stacked over deletions: ``beta`` (d, p), ``cov`` (d, p, p), ``theta``
-    (d, t), and per deletion ``s2w``, ``qe``, ``qe_df``, ``typical_v``, ``k``."""
+    (d, t), and per deletion ``s2w``, ``qe``, ``qe_df``, ``typical_v``, ``k`` and ``converged``."""
 
     beta: Array
     cov: Array
@@ -90,6 +94,7 @@ class _Fits:
     qe_df: Array
     typical_v: Array
     k: Array
+    converged: NDArray[np.bool_]
 
 
 def _stack(fits: Sequence[_Fit]) -> _Fits:
@@ -102,6 +107,7 @@ def _stack(fits: Sequence[_Fit]) -> _Fits:
         np.array([f.qe_df for f in fits], dtype=float),
         np.array([f.typical_v for f in fits]),
         np.array([f.k for f in fits], dtype=float),
+        np.array([f.converged for f in fits], dtype=bool),
     )
 
 
@@ -150,7 +156,8 @@ def _recode(codes: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def _nan_fit(p: int, n_theta: int, k: int) -> _Fit:
-    return _Fit(np.full(p, np.nan), np.full((p, p), np.nan), np.full(n_theta, np.nan), np.nan, np.nan, k - p, np.nan, k)
+    nan = np.nan
+    return _Fit(np.full(p, nan), np.full((p, p), nan), np.full(n_theta, nan), nan, nan, k - p, nan, k, False)
 
 
 def _refit(res: MetaResult, keep: np.ndarray) -> _Fit:
@@ -167,11 +174,14 @@ def _refit(res: MetaResult, keep: np.ndarray) -> _Fit:
     fe = weighted_ls(basis, y, 1.0 / v)
     qe_df = k - p
     method = res.method
+    converged = True  # closed forms and moment estimators
     if res.model == "multilevel":
         codes = _recode([c[keep] for c in st.level_codes])
         design = design_from_rows(basis, y, v, codes, residual=False)
         held = list(res.variance_fixed)
-        ev, _ = maximize(design, method, np.asarray(res.variance, dtype=float), fixed=held, global_search=False)  # type: ignore[arg-type]
+        start = np.asarray(res.variance, dtype=float)
+        ev, convergence = maximize(design, method, start, fixed=held, global_search=False)  # type: ignore[arg-type]
+        converged = convergence.converged
     elif res.model == "fixed":
         ev = evaluate(design_from_rows(basis, y, v, [], residual=False), np.zeros(0), "ML")
     else:
@@ -182,7 +192,8 @@ def _refit(res: MetaResult, keep: np.ndarray) -> _Fit:
         elif res.variance_fixed[0]:
             ev = evaluate(design, np.array([tau2]), "ML")
         elif method in LIKELIHOOD:
-            ev, _ = maximize(design, method, np.array([tau2]))  # type: ignore[arg-type]
+            ev, convergence = maximize(design, method, np.array([tau2]))  # type: ignore[arg-type]
+            converged = convergence.converged
         else:
             ev = evaluate(design, np.array([moment_tau2(method, basis, y, v)]), "ML")  # type: ignore[arg-type]
     cov = to_original @ ev.cov_beta @ to_original.T
@@ -196,6 +207,7 @@ def _refit(res: MetaResult, keep: np.ndarray) -> _Fit:
         qe_df,
         float(qe_df / fe.trace_p) if qe_df > 0 else np.nan,  # one effect: no heterogeneity to measure
         k,
+        converged,
     )
 
 
@@ -264,6 +276,7 @@ class CumulativeResult(ResultDisplay):
     table: pd.DataFrame
     order: str
     level: float
+    notes: tuple[str, ...] = ()
 
     def tidy(self) -> pd.DataFrame:
         return self.table.copy()
@@ -273,11 +286,12 @@ class CumulativeResult(ResultDisplay):
             "order": self.order,
             "level": self.level,
             "rows": self.table.replace({np.nan: None}).to_dict(orient="records"),
+            "notes": list(self.notes),
         }
 
     def summary(self) -> str:
         head = f"Cumulative meta-analysis ordered by {self.order} ({format_level(self.level)} CI)"
-        return head + "\n" + self.table.to_string(index=False)
+        return head + "\n" + self.table.to_string(index=False) + _note_lines(self.notes)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -337,13 +351,24 @@ def _note_lines(notes: Sequence[str]) -> str:
     return "".join(f"\nNote: {note}" for note in notes)
 
 
+def _listed(labels: NDArray[Any]) -> str:
+    """The first five labels, comma-separated (``...`` when there are more)."""
+    return ", ".join(str(value) for value in labels[:5]) + (", ..." if labels.size > 5 else "")
+
+
+def _unconverged(fits: _Fits) -> NDArray[np.bool_]:
+    """Fits the optimiser left unconverged (rows not fitted at all, NaN, are noted apart)."""
+    return np.asarray(~fits.converged & np.isfinite(fits.beta).all(axis=1), dtype=np.bool_)
+
+
 class _Deletions:
     """The deleted fits of one result for one deletion set (each effect, or each cluster of a column),
     shared by every diagnostic: ``rows`` lists the rows each deletion removes (``members`` concatenated,
-    ``owner`` the deletion of each), ``fits`` the refits."""
+    ``owner`` the deletion of each), ``fits`` the refits. It refers to its result weakly: it is kept in
+    :data:`_MEMO` under that result, which must stay free to go once the user drops it."""
 
     def __init__(self, res: MetaResult, cluster: str | None) -> None:
-        self.res = res
+        self._res = weakref.ref(res)
         k = res.k
         if cluster is None:
             codes = np.arange(k, dtype=np.intp)
@@ -364,25 +389,42 @@ class _Deletions:
         self.owner = codes[self.members]
         self.n = len(self.labels)
 
+    @property
+    def res(self) -> MetaResult:
+        """The result (alive while any diagnostic of it runs: the caller holds it)."""
+        res = self._res()
+        if res is None:  # pragma: no cover - only reachable through the memo, keyed by a live result
+            raise ReferenceError("the result of these deletions is gone")
+        return res
+
     def keep(self, d: int) -> np.ndarray:
         return np.asarray(self.codes != d)
 
     @cached_property
     def notes(self) -> tuple[str, ...]:
         """Why rows of the diagnostics are NaN: deletions after which the moderators cannot be estimated
-        (metafor: NA)."""
+        (metafor: NA); and which deleted fits the optimiser did not bring to convergence."""
+        labels = self.labels.iloc[:, 0].to_numpy()
+        out: list[str] = []
         gone = np.flatnonzero(~np.isfinite(self.fits.beta).all(axis=1))
-        if gone.size == 0:
-            return ()
-        labels = self.labels.iloc[:, 0].to_numpy()[gone]
-        shown = ", ".join(str(value) for value in labels[:5]) + (", ..." if gone.size > 5 else "")
-        return (
-            Message(
-                "without {0} {1} the moderators cannot be estimated (one is constant, or a level is gone): NaN",
-                self.what,
-                shown,
-            ),
-        )
+        if gone.size:
+            out.append(
+                Message(
+                    "without {0} {1} the moderators cannot be estimated (one is constant, or a level is gone): NaN",
+                    self.what,
+                    _listed(labels[gone]),
+                )
+            )
+        unconverged = np.flatnonzero(_unconverged(self.fits))
+        if unconverged.size:
+            out.append(
+                Message(
+                    "the refit without {0} {1} did not converge: treat its rows with caution",
+                    self.what,
+                    _listed(labels[unconverged]),
+                )
+            )
+        return tuple(out)
 
     @cached_property
     def _basis(self) -> tuple[Array, Array]:
@@ -421,6 +463,7 @@ class _Deletions:
             qe_df=out.k - p,
             typical_v=np.full(self.n, np.nan),
             k=out.k,
+            converged=out.converged,
         )
 
     @cached_property
@@ -497,7 +540,18 @@ def cumul(res: MetaResult, order: str) -> CumulativeResult:
         keep[sort[:n]] = True
         fits.append(_refit(res, keep))
     labels = pd.DataFrame({"effect": sort + 1, order: values.to_numpy()[sort]})
-    return CumulativeResult(pd.concat([labels, _summary_rows(res, _stack(fits))], axis=1), order, res.level)
+    stacked = _stack(fits)
+    unconverged = np.flatnonzero(_unconverged(stacked)) + 1  # the number of effects of each fit
+    notes: tuple[str, ...] = ()
+    if unconverged.size:
+        notes = (
+            Message(
+                "the fit of the first {0} effects did not converge: treat its rows with caution",
+                _listed(unconverged),
+            ),
+        )
+    table = pd.concat([labels, _summary_rows(res, stacked)], axis=1)
+    return CumulativeResult(table, order, res.level, notes)
 
 
 def _hat_univariate(res: MetaResult) -> Array:
