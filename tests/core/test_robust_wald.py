@@ -310,3 +310,33 @@ def test_sample_size_moderator_is_tested_whatever_its_units(factor: float) -> No
         assert (got.df2 is None) == (want.df2 is None)
         if want.df2 is not None:
             np.testing.assert_allclose(got.df2, want.df2, rtol=1e-7)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), scale=st.sampled_from([1e-6, 1e-3, 1e3, 1e6]))
+def test_cr2_is_equivariant_to_the_units_of_y(seed: int, scale: float) -> None:
+    """``y`` times ``c`` (``v`` and the variance components times ``c^2``): ``V_CR2`` times ``c^2``, the same df
+    and tests. The cut-off of ``g^{-1/2}`` is relative to the cluster's variances (a fixed 1e-12 set every
+    ``g`` of data with ``v ~ 1e-8`` to zero, and with it ``V_CR2``)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(40, 80))
+    study = rng.integers(0, int(rng.integers(8, 16)), size=n)
+    x = np.column_stack([np.ones(n), rng.normal(size=n), (rng.uniform(size=n) < 0.3).astype(float)])
+    v = rng.uniform(0.02, 0.2, size=n)
+    s2 = np.array([rng.uniform(0.01, 0.3), rng.uniform(0.0, 0.1)])
+    codes = [study, np.arange(n)]
+    theta = np.diag(v) + s2[0] * (study[:, None] == study[None, :]) + s2[1] * np.eye(n)
+    m = np.linalg.inv(x.T @ np.linalg.inv(theta) @ x)
+    e = rng.normal(size=n)
+    beta = rng.normal(size=3)
+    base = cr2(x, e, m, v, codes, s2, study)
+    other = cr2(x, scale * e, scale**2 * m, scale**2 * v, codes, scale**2 * s2, study)
+    np.testing.assert_allclose(other.vcov / scale**2, base.vcov, rtol=1e-8, atol=1e-14 * np.abs(base.vcov).max())
+    np.testing.assert_allclose(other.df, base.df, rtol=1e-8)
+    for kind in TESTS:
+        want = cr2_wald_test(base, beta, np.eye(3)[1:], kind)  # type: ignore[arg-type]
+        got = cr2_wald_test(other, scale * beta, np.eye(3)[1:], kind)  # type: ignore[arg-type]
+        np.testing.assert_allclose(got.statistic, want.statistic, rtol=1e-8)
+        if want.df_denom is not None:
+            assert got.df_denom is not None
+            np.testing.assert_allclose(got.df_denom, want.df_denom, rtol=1e-8)

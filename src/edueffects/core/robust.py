@@ -49,14 +49,15 @@ class RobustCovariance:
     cluster_design: Array
 
 
-def _eigen_inverse_sqrt(g: Array) -> tuple[Array, Array]:
+def _eigen_inverse_sqrt(g: Array, unit: Array | float = 1.0) -> tuple[Array, Array]:
     """Eigenvectors ``V`` and scales ``d`` with ``g^{-1/2} = V diag(d) V'`` (batched symmetric ``g``).
 
-    Eigenvalues below 1e-12 count as zero (clubSandwich's ``matrix_power``): singular ``g`` arises when
-    a cluster alone determines a coefficient (``(I - H)_jj`` singular).
+    Eigenvalues below ``1e-12 unit`` count as zero (clubSandwich's ``matrix_power``, ``unit`` 1): singular
+    ``g`` arises when a cluster alone determines a coefficient (``(I - H)_jj`` singular). ``unit`` (one per
+    matrix) gives the scale of ``g``, so that the cut-off does not depend on the units of the data.
     """
     values, vectors = np.linalg.eigh(g)
-    positive = values > 1e-12
+    positive = values > 1e-12 * np.reshape(unit, (-1, 1))
     scale = np.where(positive, 1.0 / np.sqrt(np.where(positive, values, 1.0)), 0.0)
     return vectors, scale
 
@@ -106,7 +107,8 @@ def cr2(
         u = xj @ chol_m  # X M X' = U U'
         g = chol_t @ (theta - u @ np.swapaxes(u, 1, 2)) @ chol
         g = 0.5 * (g + np.swapaxes(g, 1, 2))
-        vectors, scale = _eigen_inverse_sqrt(g)
+        # g is in squared units of Theta (L'Theta L has the eigenvalues of Theta, squared)
+        vectors, scale = _eigen_inverse_sqrt(g, np.max(np.einsum("cii->ci", theta), axis=1) ** 2)
         z = np.linalg.solve(chol, xj)  # L^-1 X (C, s, p)
         inner = vectors @ (scale[:, :, None] * (np.swapaxes(vectors, 1, 2) @ z))  # g^{-1/2} L^-1 X
         est_t = chol @ inner @ cov_beta  # (C, s, p): E' = A'W X M
