@@ -158,6 +158,63 @@ def test_meta_weights_are_metafors(bcg: pd.DataFrame) -> None:
     np.testing.assert_allclose(plots.meta_weights(three), ref["konstantopoulos2011_reml"], rtol=1e-5)
 
 
+def dense_weights(data: pd.DataFrame, rho: float, sigma2: np.ndarray) -> np.ndarray:
+    """metafor's ``weights(rma.mv(yi, vcalc(vi, study, obs = esid, rho), random = ~ 1 | study/esid))``
+    from the dense marginal covariance: 100 diag(M^-1) / sum, M = V + sigma2_study [same study] + sigma2_esid I."""
+    s = np.sqrt(data.vi.to_numpy(dtype=float))
+    same = (data.study.to_numpy()[:, None] == data.study.to_numpy()[None, :]).astype(float)
+    v = rho * same * np.outer(s, s)
+    np.fill_diagonal(v, s**2)
+    m = v + sigma2[0] * same + sigma2[1] * np.eye(len(data))
+    w = np.diag(np.linalg.inv(m))
+    return np.asarray(100.0 * w / w.sum())
+
+
+def test_meta_weights_of_a_che_fit_use_its_working_covariance() -> None:
+    """A CHE fit (rho = .6, dat.assink2016) weighs the effects by the inverse of its working covariance,
+    the correlated sampling errors included."""
+    assink = pd.read_csv(DATA / "assink2016.csv")
+    res = meta(assink, "yi", "vi", cluster="study", within="esid", rho=0.6)
+    expected = dense_weights(assink, 0.6, np.asarray(res.variance, dtype=float))
+    weights = plots.meta_weights(res)
+    np.testing.assert_allclose(weights, expected, rtol=1e-10)
+    assert weights.sum() == pytest.approx(100.0)
+    plain = meta(assink, "yi", "vi", cluster="study", within="esid")
+    np.testing.assert_allclose(
+        plots.meta_weights(plain), dense_weights(assink, 0.0, np.asarray(plain.variance, dtype=float)), rtol=1e-10
+    )
+
+
+def test_a_failing_save_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A figure that fails while it is written leaves neither a partial file nor a temporary one, and an
+    earlier figure of the same name stays as it was."""
+    fig = Figure()
+    fig.add_subplot().plot([0, 1], [0, 1])
+    folder = tmp_path / "figs"
+    folder.mkdir()
+    (folder / "line.svg").write_text("earlier figure")
+    real = Figure.savefig
+
+    def failing(self: Figure, fname: object, *args: object, **kwargs: object) -> None:
+        if kwargs.get("format") == "png" or str(fname).endswith(".png"):
+            if hasattr(fname, "write"):
+                fname.write(b"\x89PNG partial")
+            else:
+                Path(str(fname)).write_bytes(b"\x89PNG partial")
+            raise OSError("disk full")
+        real(self, fname, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Figure, "savefig", failing)
+    with pytest.raises(OSError, match="disk full"):
+        plots.save(fig, folder, "line")
+    assert sorted(p.name for p in folder.iterdir()) == ["line.svg"]
+    assert (folder / "line.svg").read_text() == "earlier figure"
+    monkeypatch.setattr(Figure, "savefig", real)
+    paths = plots.save(fig, folder, "line")
+    assert sorted(p.name for p in folder.iterdir()) == ["line.png", "line.svg"] == sorted(p.name for p in paths)
+    assert (folder / "line.svg").read_text().lstrip().startswith("<?xml")
+
+
 def test_forest_plot_as_meta_analysts_know_it(bcg: pd.DataFrame) -> None:
     res = meta(bcg, "yi", "vi")
     fig = plots.meta_forest(res, "label", NL)

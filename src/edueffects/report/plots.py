@@ -220,19 +220,28 @@ def finish(fig: Figure) -> Figure:
 
 def save(fig: Figure, folder: str | Path, name: str) -> list[Path]:
     """Write ``name.svg`` and ``name.png`` into ``folder`` (created if missing); the file name is a
-    safe slug of ``name`` (a moderator called ``ses/income`` names no sub-folder)."""
+    safe slug of ``name`` (a moderator called ``ses/income`` names no sub-folder). Both figures are
+    rendered before either is written, and each is written atomically (a temporary file beside it,
+    renamed over it): a failure leaves no partial file."""
+    from io import BytesIO
+
     from matplotlib import rc_context
 
-    from edueffects.io.outputs import slug
+    from edueffects.io.outputs import slug, write_file
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     stem = slug(name)
     paths = [out / f"{stem}.svg", out / f"{stem}.png"]
+    rendered = []
     with rc_context({"text.parse_math": False}):
         finish(fig)
-        fig.savefig(paths[0], bbox_inches="tight")
-        fig.savefig(paths[1], dpi=150, bbox_inches="tight")
+        for fmt, dpi in (("svg", None), ("png", 150)):
+            buffer = BytesIO()
+            fig.savefig(buffer, format=fmt, dpi=dpi, bbox_inches="tight")
+            rendered.append(buffer.getvalue())
+    for path, data in zip(paths, rendered, strict=True):
+        write_file(path, data)
     return paths
 
 
@@ -705,15 +714,16 @@ def soma_figures(result: SomaResult, folder: str | Path, tr: Translate = _same) 
 
 def meta_weights(result: MetaResult) -> np.ndarray:
     """Each effect's weight in percent, as metafor's ``weights()``: ``1/(v_i + tau^2)`` (``1/v_i`` for
-    the equal-effects model); in multilevel models the diagonal of the inverse marginal covariance."""
-    from edueffects.core.blocks import block_covariance, cluster_batches
+    the equal-effects model); in multilevel models the diagonal of the inverse marginal covariance, the
+    fit's working covariance (with the correlated sampling errors of a CHE fit, ``rho``)."""
+    from edueffects.core.blocks import iter_blocks
 
     s = result.state
     if result.model == "multilevel" and s.level_codes:
         w = np.empty(s.y.size)
-        batches, _ = cluster_batches(np.asarray(s.level_codes[0], dtype=np.intp))
-        for rows in batches:
-            theta = block_covariance(rows, s.v, s.level_codes, s.theta[: len(s.level_codes)])
+        row_variance, codes, variances, loadings = s.working_levels()
+        cluster = np.asarray(s.level_codes[0], dtype=np.intp)
+        for rows, theta in iter_blocks(cluster, row_variance, codes, variances, loadings):
             w[rows] = np.diagonal(np.linalg.inv(theta), axis1=1, axis2=2)
     else:
         w = 1.0 / (s.v + s.residual_variance)
