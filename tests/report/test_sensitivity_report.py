@@ -50,7 +50,7 @@ def test_the_section_holds_table_verdict_and_figures(result: SomaResult, section
         table = tables["sensitivity"]
         labels = [row[0] for row in table.rows]
         assert len(table.header) == 7 and all(len(row) == 7 for row in table.rows)
-        assert len(labels) == 12  # full, range, largest change, AMSTAR, overlap status, 5 CHE, PET-PEESE, Egger
+        assert len(labels) == 11  # full, range, largest change, AMSTAR, overlap status, 4 CHE, PET-PEESE, Egger
         figures = [b for b in sub.blocks if not hasattr(b, "name")]
         assert len(figures) == 2 and all(f.svg.startswith("<svg") for f in figures)
         html = section.html()
@@ -62,7 +62,8 @@ def test_the_section_holds_table_verdict_and_figures(result: SomaResult, section
     assert sens.amstar is not None
     assert en["without the 15 meta-analyses rated critically low (AMSTAR 2)"][1] == str(sens.amstar.k)
     assert "one of each dependent pair: no pair shares half of its primary studies" in en
-    assert "CHE working model, rho = .6" in en and en["CHE working model, rho = 0"][3] == full[3]
+    assert "CHE working model, rho = .6" in en and "CHE working model, rho = .2" in en
+    assert not any("rho = 0" in label for label in en)  # the main model is not listed twice
     assert any("0,26" in cell for row in table_of(sections["nl"]).rows for cell in row)
 
 
@@ -82,7 +83,9 @@ def test_method_and_references_name_only_what_ran(
     method = " ".join(en.method)
     assert "without each meta-analysis in turn" in method and "PET-PEESE" in method
     assert "critically low by AMSTAR 2" in method and "pair sharing at least half" in method
-    assert "correlated-and-hierarchical-effects working model" in method and "rho = 0, .2, .4, .6, .8" in method
+    assert "correlated-and-hierarchical-effects working model" in method
+    assert "rho = .2, .4, .6, .8 (rho = 0 is the main model)" in method
+    assert "p < .05; CR2 except PET-PEESE)" in method and "±.05 of the pooled r" in method
     assert "CHE working model, rho = .4" in en.html()
     assert "CHE-werkmodel, rho = 0,4" in sections["nl"].subsections[0].html()
     assert all(ref in en.references for ref in SENSITIVITY_REFERENCES)
@@ -147,3 +150,69 @@ def test_figures_are_written_and_refused_without_sensitivity(
     assert "leave_one_out.svg" not in {p.name for p in plots.soma_figures(skipped, tmp_path / "plain")}
     with pytest.raises(InputError, match="sensitivity analyses were skipped"):
         plots.leave_one_out(skipped)
+
+
+def test_alpha_and_band_in_the_method_and_verdict(result: SomaResult) -> None:
+    """The method paragraph and the verdict print the alpha and band applied, in every language."""
+    from dataclasses import replace
+
+    from edueffects.soma.sensitivity import soma_sensitivity
+
+    strict = replace(result, sensitivity=soma_sensitivity(result, alpha=0.01, band=0.025))
+    expected = {
+        "en": ("p < .01", "±.025", ".05"),
+        "nl": ("p < 0,01", "±0,025", "0,05"),
+        "de": ("p < 0,01", "±0,025", "0,05"),
+    }
+    for code, (alpha, band, default) in expected.items():
+        section = soma_section(strict, Language.of(code))[1]
+        rule = section.method[1].split(". ")[-1]  # the sentence with the robustness rule
+        assert alpha in rule and band in rule and default not in rule, rule
+        verdict = section.subsections[0].paragraphs[0]
+        assert alpha in verdict and default not in verdict
+
+
+def test_two_meta_analyses_are_reported(example: simulate.SomaExample) -> None:
+    """With two meta-analyses the leave-one-out models have model-based p values: the table labels, the
+    method paragraph and a note say so, in every language without English left."""
+    effects = example.effects
+    two = effects[effects.meta_analysis.isin(["SYN-MA01", "SYN-MA02"])].assign(outcome_cluster="all outcomes")
+    res = soma(two, moderators=[], synthetic=True)
+    assert res.sensitivity is not None and res.sensitivity.loo_model_based
+    en = soma_section(res, Language.of("en"))[1]
+    method = " ".join(en.method)
+    assert "leaving one out leaves a single one" in method and "those models were tested model-based" in method
+    assert "CR2 except PET-PEESE and leaving one meta-analysis out" in method
+    labels = [row[0] for row in table_of(en).rows]
+    assert "without one meta-analysis at a time (2 models: range of r, largest model-based p)" in labels
+    assert any(label.endswith("(largest change), model-based p") for label in labels)
+    nl = soma_section(res, Language.of("nl"))[1]
+    assert "modelgebaseerd" in " ".join(nl.method)
+
+
+def test_dependent_pairs_table_shows_none_kept(result: SomaResult) -> None:
+    """A pair whose members are both left out (through other pairs) shows "–" as kept, both as left out."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    sens = result.sensitivity
+    assert sens is not None
+    pairs = pd.DataFrame(
+        {
+            "meta_analysis_a": ["SYN-MA01", "SYN-MA02", "SYN-MA01"],
+            "meta_analysis_b": ["SYN-MA03", "SYN-MA04", "SYN-MA02"],
+            "k_a": [10, 16, 10],
+            "k_b": [20, 20, 16],
+            "shared": [10, 10, 6],
+            "share_percent": [100.0, 62.5, 60.0],
+            "kept": pd.Series(["SYN-MA03", "SYN-MA04", None], dtype=object),
+            "dropped": ["SYN-MA01", "SYN-MA02", "SYN-MA01, SYN-MA02"],
+        }
+    )
+    res = replace(result, sensitivity=replace(sens, pairs=pairs))
+    for code in ("en", "nl", "de"):
+        sub = soma_section(res, Language.of(code))[1].subsections[0]
+        table = next(b for b in sub.blocks if isinstance(b, Table) and b.name == "dependent_pairs")
+        assert [row[4] for row in table.rows] == ["SYN-MA03", "SYN-MA04", "–"]
+        assert table.rows[2][5] == "SYN-MA01, SYN-MA02"

@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 
 from edueffects import InputError, meta, simulate
 from edueffects.meta import pet_peese
+from edueffects.options import DEFAULT_RHOS
+from edueffects.report.i18n import Language
 from edueffects.soma import soma
 from edueffects.soma.quality import appraise
 from edueffects.soma.result import SomaResult
-from edueffects.soma.sensitivity import SensitivityEstimate, SomaSensitivity, soma_sensitivity
+from edueffects.soma.sensitivity import Bounded, SensitivityEstimate, SomaSensitivity, soma_sensitivity
 
 MA = "meta_analysis"
 
@@ -178,22 +180,34 @@ def test_no_dependent_pairs_is_said(sens: SomaSensitivity) -> None:
 
 
 def test_che_over_rho(result: SomaResult, sens: SomaSensitivity) -> None:
-    """The CHE rows: rho = 0 is the main model; each row equals a fit with that rho done here."""
-    assert [e.rho for e in sens.che] == [0.0, 0.2, 0.4, 0.6, 0.8]
-    zero = sens.che[0]
-    assert zero.z == pytest.approx(sens.full.z, rel=1e-6)
-    assert zero.robust_p == pytest.approx(sens.full.robust_p, rel=1e-6)
-    assert zero.ci_lb == pytest.approx(sens.full.ci_lb, rel=1e-6)
-    for est in sens.che[2::2]:
+    """The CHE rows at the positive rho of DEFAULT_RHOS (rho = 0 is the main model: a fit with rho = 0 equals
+    it, so it is no sensitivity estimate); each row equals a fit with that rho done here."""
+    assert [e.rho for e in sens.che] == [0.2, 0.4, 0.6, 0.8] == [r for r in DEFAULT_RHOS if r > 0]
+    zero = fit(result.effects, rho=0.0)
+    assert float(zero.coefficients.estimate[0]) == pytest.approx(sens.full.z, rel=1e-6)
+    assert float(zero.robust(MA).coefficients.pval[0]) == pytest.approx(sens.full.robust_p, rel=1e-6)
+    for est in sens.che[1::2]:
         direct = fit(result.effects, rho=est.rho)
         c, rc = direct.coefficients, direct.robust(MA).coefficients
         np.testing.assert_allclose([est.z, est.se, est.ci_lb, est.ci_ub], [c.estimate[0], c.se[0], c.ci_lb[0],
                                    c.ci_ub[0]], rtol=1e-6)  # fmt: skip
         assert est.robust_p == pytest.approx(float(rc.pval[0]), rel=1e-6)
         assert est.k == result.overall.k and est.n_meta_analyses == result.overall.n_groups[0]
-    assert str(sens.che[1].label) == "CHE working model, rho = .2"
-    assert str(sens.che[0].label) == "CHE working model, rho = 0"
-    assert sens.to_dict()["che"]["rhos"] == [0.0, 0.2, 0.4, 0.6, 0.8]  # type: ignore[index]
+    assert str(sens.che[0].label) == "CHE working model, rho = .2"
+    assert sens.to_dict()["che"]["rhos"] == [0.2, 0.4, 0.6, 0.8]  # type: ignore[index]
+
+
+def test_rho_zero_is_not_counted_as_a_sensitivity_estimate(sens: SomaSensitivity) -> None:
+    """The verdict's count, the table and the JSON hold the same estimates, none of them the main model
+    again (the CHE model at rho = 0)."""
+    assert all(e.rho != 0 for e in sens.che)
+    n = len(sens.leave_one_out) + (sens.amstar is not None) + (sens.overlap is not None) + 4 + 1
+    assert len(sens.estimates()) == n == len(sens.tidy()) - 1
+    assert f"all {n} sensitivity estimates" in str(sens.verdict_message)
+    record = sens.to_dict()
+    assert record["n_estimates"] == n
+    assert len(record["che"]["estimates"]) == 4  # type: ignore[index]
+    assert not any(row["label"].endswith("rho = 0") for row in record["che"]["estimates"])  # type: ignore[index]
 
 
 def test_small_study_effects(result: SomaResult, sens: SomaSensitivity) -> None:
@@ -317,3 +331,121 @@ def test_against_metafor_and_clubsandwich(result: SomaResult, sens: SomaSensitiv
     assert sens.pet_peese.se == pytest.approx(chosen["se"], rel=1e-6)
     assert sens.pet_peese_fit.pet.limit_estimate == pytest.approx(ref["pet"]["estimate"], rel=1e-6)
     close(next(e for e in sens.che if e.rho == 0.6), ref["che_0.6"])
+
+
+def single_cluster(example: simulate.SomaExample, n: int) -> pd.DataFrame:
+    """The effects of the first ``n`` meta-analyses, all in one outcome cluster."""
+    effects = example.effects
+    names = sorted(effects[MA].unique())[:n]
+    return effects[effects[MA].isin(names)].assign(outcome_cluster="all outcomes")
+
+
+def test_two_meta_analyses_leave_one_out_model_based(example: simulate.SomaExample) -> None:
+    """With two meta-analyses each leave-one-out fit holds one, which CR2 cannot cluster: the fits keep their
+    model-based p (metafor's leave1out), a note says so, and the verdict decides on those p values."""
+    res = soma(single_cluster(example, 2), moderators=[])
+    effects, sens = res.effects, res.sensitivity
+    assert sens is not None and len(sens.leave_one_out) == 2 and sens.loo_model_based
+    for est in sens.leave_one_out:
+        assert est.robust_p is None and est.robust_se is None and est.robust_df is None
+        assert est.decisive_p == est.p and est.n_meta_analyses == 1
+        direct = fit(effects[effects[MA] != est.dropped[0]])
+        assert est.z == pytest.approx(float(direct.coefficients.estimate[0]), rel=1e-5)
+    assert any("leaving one out leaves a single one" in str(n) for n in sens.notes)
+    assert "model-based p" in str(sens.notes[-1])
+    assert sens.full.robust_p is not None and all(e.robust_p is not None for e in sens.che)
+    assert "p = " in sens.summary() and sens.verdict in ("robust", "size-sensitive", "not robust")
+    assert sens.to_dict()["leave_one_out"]["estimates"][0]["robust_p"] is None  # type: ignore[index]
+
+
+def test_three_meta_analyses_leave_one_out_cr2(example: simulate.SomaExample) -> None:
+    res = soma(single_cluster(example, 3), moderators=[])
+    effects, sens = res.effects, res.sensitivity
+    assert sens is not None and not sens.loo_model_based
+    assert not any("leaving one out" in str(n) for n in sens.notes)
+    for est in sens.leave_one_out:
+        rest = effects[effects[MA] != est.dropped[0]]
+        direct = fit(rest).robust(MA).coefficients
+        assert est.n_meta_analyses == 2
+        assert est.robust_p == pytest.approx(float(direct.pval[0]), rel=1e-5)
+
+
+def test_alpha_and_band_are_printed_as_used(result: SomaResult) -> None:
+    """The verdict sentence names the alpha and band it applied, in every language."""
+    strict = soma_sensitivity(result, alpha=0.01, band=0.025)
+    en = str(strict.verdict_message)
+    assert "p < .01" in en and ".05" not in en
+    nl = strict.verdict_message.translated(Language.of("nl"))
+    de = strict.verdict_message.translated(Language.of("de"))
+    assert "p < 0,01" in nl and "0,05" not in nl and "p < 0,01" in de and "0,05" not in de
+    if strict.verdict == "robust":
+        assert "±.025" in en and "±0,025" in nl
+    for verdict in ("size-sensitive", "not robust"):
+        z = strict.full.z
+        changed = (
+            replace(strict, pet_peese=estimate(float(np.arctanh(np.tanh(z) + 0.08)), 1e-4))
+            if verdict == "size-sensitive"
+            else replace(strict, pet_peese=estimate(-z, 1e-4))
+        )
+        assert changed.verdict == verdict
+        text = str(changed.verdict_message)
+        assert "p < .01" in text and ".05" not in text
+        assert "p < 0,01" in changed.verdict_message.translated(Language.of("de"))
+    assert "p < .05" in str(soma_sensitivity(result).verdict_message)
+    assert strict.to_dict()["rules"]["alpha"] == 0.01  # type: ignore[index]
+
+
+@pytest.mark.parametrize("value", [-0.001, -0.004, 0.0, -0.0, 0.004, 0.001, 0.2512, -0.0512, 0.05, 1.0, -0.3])
+@pytest.mark.parametrize("digits", [1, 2, 3])
+def test_bounded_follows_the_report_rule(value: float, digits: int) -> None:
+    """Bounded prints as the report does: a value that rounds to zero carries no sign, always ``digits``
+    decimals (exact zeros too)."""
+    for code in ("en", "nl", "de"):
+        lang = Language.of(code)
+        assert Bounded(value, digits).localized(lang) == lang.bounded(value, digits)
+    text = str(Bounded(value, digits))
+    assert text == Language.of("en").bounded(value, digits)
+    assert not text.startswith("-.0" + "0" * (digits - 1)) or abs(value) >= 0.5 * 10.0**-digits
+    assert str(Bounded(-0.001, 2)) == ".00" and str(Bounded(0.0, 2)) == ".00"
+
+
+def pairs_studies(example: simulate.SomaExample, ma02_from_ma04: int) -> pd.DataFrame:
+    """MA01's 10 studies all in MA03 (20); MA02 shares 6 of MA01's studies and ``ma02_from_ma04`` of MA04's
+    20 (its own size: 6 + that); the other meta-analyses have studies of their own."""
+    rows = [("SYN-MA01", f"S{i}") for i in range(10)]
+    rows += [("SYN-MA03", f"S{i}") for i in range(20)]
+    rows += [("SYN-MA02", f"S{i}") for i in range(6)] + [("SYN-MA02", f"T{i}") for i in range(ma02_from_ma04)]
+    rows += [("SYN-MA04", f"T{i}") for i in range(20)]
+    for name in sorted(set(example.effects[MA]) - {"SYN-MA01", "SYN-MA02", "SYN-MA03", "SYN-MA04"}):
+        rows += [(name, f"{name}-{i}") for i in range(5)]
+    return pd.DataFrame(rows, columns=[MA, "study"])
+
+
+def test_dependent_pairs_show_the_outcome(example: simulate.SomaExample) -> None:
+    """A pair whose members are both left out through other pairs has none kept; a member kept in one pair
+    but left out by a later one is not shown as kept."""
+    # MA01-MA03 100 %, MA02-MA04 10 of 16 (62.5 %), MA01-MA02 6 of 10 (60 %): MA01 and MA02 both left out
+    res = soma(example.effects, studies=pairs_studies(example, 10), moderators=[])
+    sens = res.sensitivity
+    assert sens is not None and sens.overlap is not None
+    pairs = sens.pairs.set_index(["meta_analysis_a", "meta_analysis_b"])
+    assert list(sens.pairs.meta_analysis_a + "-" + sens.pairs.meta_analysis_b) == [
+        "SYN-MA01-SYN-MA03",
+        "SYN-MA02-SYN-MA04",
+        "SYN-MA01-SYN-MA02",
+    ]
+    assert pairs.loc[("SYN-MA01", "SYN-MA02")].kept is None
+    assert pairs.loc[("SYN-MA01", "SYN-MA02")].dropped == "SYN-MA01, SYN-MA02"
+    assert pairs.loc[("SYN-MA01", "SYN-MA03")].kept == "SYN-MA03"
+    assert pairs.loc[("SYN-MA02", "SYN-MA04")].kept == "SYN-MA04"
+    assert sorted(sens.overlap.dropped) == ["SYN-MA01", "SYN-MA02"]
+    record = sens.to_dict()["overlap"]["pairs"]  # type: ignore[index]
+    assert [row["kept"] for row in record] == ["SYN-MA03", "SYN-MA04", None]
+    # MA02-MA04 8 of 14 (57 %) after MA01-MA02 (60 %): MA02 looks kept there but MA04's pair leaves it out
+    later = soma(example.effects, studies=pairs_studies(example, 8), moderators=[]).sensitivity
+    assert later is not None
+    pairs = later.pairs.set_index(["meta_analysis_a", "meta_analysis_b"])
+    assert pairs.loc[("SYN-MA01", "SYN-MA02")].kept is None
+    assert pairs.loc[("SYN-MA02", "SYN-MA04")].kept == "SYN-MA04"
+    kept = set(later.pairs.kept.dropna())
+    assert not kept & set(later.overlap.dropped)  # type: ignore[union-attr]

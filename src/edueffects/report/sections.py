@@ -331,6 +331,13 @@ def _sensitivity_method(res: SomaResult, lang: Language) -> str:
             "with one degree of freedom)."
         )
     ]
+    if sens.loo_model_based:
+        parts.append(
+            _(
+                "With two meta-analyses, leaving one out leaves a single one, which cluster-robust (CR2) inference "
+                "cannot cluster: those models were tested model-based."
+            )
+        )
     if sens.amstar_status != "no AMSTAR table":
         parts.append(_("A further model left out the meta-analyses rated critically low by AMSTAR 2."))
     if sens.overlap_status != "no studies table":
@@ -345,10 +352,10 @@ def _sensitivity_method(res: SomaResult, lang: Language) -> str:
         parts.append(
             _(
                 "The correlated-and-hierarchical-effects working model correlated the sampling errors of effects from "
-                "the same meta-analysis with rho = {rhos}."
+                "the same meta-analysis with rho = {rhos} (rho = 0 is the main model)."
             ).format(
                 rhos=(", " if lang.code == "en" else "; ").join(
-                    "0" if e.rho == 0 else lang.bounded(e.rho, 1) for e in sens.che if e.rho is not None
+                    lang.bounded(e.rho, 1) for e in sens.che if e.rho is not None
                 )
             )
         )
@@ -359,12 +366,20 @@ def _sensitivity_method(res: SomaResult, lang: Language) -> str:
             "significance contours."
         )
     )
-    parts.append(
+    alpha, band = sens.alpha_text, sens.band_text
+    rule = (
         _(
             "The pooled estimate counts as robust when every sensitivity estimate keeps its sign and its "
-            "significance decision (p < .05; CR2 except PET-PEESE) and stays within ±{band} of the pooled r."
-        ).format(band=lang.bounded(sens.band))
+            "significance decision (p < {alpha}; CR2 except PET-PEESE and leaving one meta-analysis out) and stays "
+            "within ±{band} of the pooled r."
+        )
+        if sens.loo_model_based
+        else _(
+            "The pooled estimate counts as robust when every sensitivity estimate keeps its sign and its "
+            "significance decision (p < {alpha}; CR2 except PET-PEESE) and stays within ±{band} of the pooled r."
+        )
     )
+    parts.append(rule.format(alpha=alpha.localized(lang), band=band.localized(lang)))
     return " ".join(parts)
 
 
@@ -392,12 +407,22 @@ def sensitivity_section(res: SomaResult, lang: Language) -> Section:
     full_r = sens.full.r
     rows = [_sensitivity_row(lang, _("all meta-analyses (main model)"), sens.full, full_r)]
     loo = sens.leave_one_out
+
+    def model_based(label: str, est: object) -> str:
+        """A leave-one-out label with ", model-based p" when its p is not CR2 (two meta-analyses)."""
+        robust_p = getattr(est, "robust_p", None)
+        return label if robust_p is not None else _("{label}, model-based p").format(label=label)
+
     lo, hi = min(e.r for e in loo), max(e.r for e in loo)
     ks = [e.k for e in loo]
     change = sens.largest_change
     rows.append(
         [
-            _("without one meta-analysis at a time ({n} models: range of r, largest p)").format(n=len(loo)),
+            (
+                _("without one meta-analysis at a time ({n} models: range of r, largest model-based p)")
+                if sens.loo_model_based
+                else _("without one meta-analysis at a time ({n} models: range of r, largest p)")
+            ).format(n=len(loo)),
             f"{min(ks)}–{max(ks)}",
             str(loo[0].n_meta_analyses),
             f"{lang.bounded(lo)} – {lang.bounded(hi)}",
@@ -409,7 +434,7 @@ def sensitivity_section(res: SomaResult, lang: Language) -> Section:
     rows.append(
         _sensitivity_row(
             lang,
-            _("{label} (largest change)").format(label=translated(change.label, _)),
+            model_based(_("{label} (largest change)").format(label=translated(change.label, _)), change),
             change,
             full_r,
         )
@@ -420,8 +445,11 @@ def sensitivity_section(res: SomaResult, lang: Language) -> Section:
             rows.append(
                 _sensitivity_row(
                     lang,
-                    _("{label} (Cook's distance {d})").format(
-                        label=translated(est.label, _), d=lang.number(float(cook[est.dropped[0]]))
+                    model_based(
+                        _("{label} (Cook's distance {d})").format(
+                            label=translated(est.label, _), d=lang.number(float(cook[est.dropped[0]]))
+                        ),
+                        est,
                     ),
                     est,
                     full_r,
@@ -473,7 +501,14 @@ def sensitivity_section(res: SomaResult, lang: Language) -> Section:
                     _("left out"),
                 ],
                 [
-                    [str(a), str(b), str(n), lang.number(float(share), 0), str(kept), str(left)]
+                    [
+                        str(a),
+                        str(b),
+                        str(n),
+                        lang.number(float(share), 0),
+                        kept if isinstance(kept, str) else "–",
+                        str(left),
+                    ]
                     for a, b, n, share, kept, left in zip(
                         *(sens.pairs[c] for c in ("meta_analysis_a", "meta_analysis_b", "shared")),
                         sens.pairs.share_percent.to_numpy(dtype=float),

@@ -7,7 +7,9 @@ meta-analyses, same estimation method), refitted; inference is CR2 by meta-analy
 ``coef_test(..., vcov = "CR2")``) unless stated.
 
 - Leave one meta-analysis out: metafor's ``leave1out(res, cluster = meta_analysis)`` (estimate, SE,
-  model-based CI) with the CR2 p of each deleted fit; Cook's distance by meta-analysis
+  model-based CI) with the CR2 p of each deleted fit (with two meta-analyses each deleted fit holds a
+  single one, which CR2 cannot cluster: these fits keep their model-based p, and a note says so);
+  Cook's distance by meta-analysis
   (``cooks.distance(res, cluster = meta_analysis)``, Viechtbauer & Cheung 2010), flagged as influential
   when it exceeds the median of chi-square with p degrees of freedom (``qchisq(.5, p)``, metafor's
   ``influence`` rule; p = 1 coefficient: 0.455).
@@ -16,17 +18,22 @@ meta-analyses, same estimation method), refitted; inference is CR2 by meta-analy
   the smaller one; when a studies table was given). Of a pair the one kept is the one with more primary
   studies; on a tie the one meeting more AMSTAR 2 criteria (when rated), then the more recent one (the
   year column), then the first by name. Pairs are resolved in order of decreasing overlap, a pair one of
-  whose members is already dropped needing nothing more.
-- The correlated-and-hierarchical-effects (CHE) working model over rho = 0, .2, .4, .6, .8
-  (Pustejovsky & Tipton 2022): sampling errors of effects of one meta-analysis correlated with rho.
+  whose members is already dropped needing nothing more. The table of pairs shows the outcome: the
+  member kept (None when both are left out through other pairs) and the member(s) left out.
+- The correlated-and-hierarchical-effects (CHE) working model at the positive rho of
+  :data:`edueffects.options.DEFAULT_RHOS` (.2, .4, .6, .8; Pustejovsky & Tipton 2022): sampling errors of
+  effects of one meta-analysis correlated with rho. Rho = 0 is the main model itself, so it is neither
+  refitted, listed nor counted among the sensitivity estimates.
 - Small-study effects: the multilevel Egger test (SE of z as moderator, CR2) of the main result and
   PET-PEESE as three-level meta-regressions (``pet_peese(res, model = "rma")``, Stanley &
   Doucouliagos 2014; model-based tests).
 
 Verdict (one sentence). The main conclusion is the sign of the pooled estimate and whether its CR2 p
 is below ``alpha``. A sensitivity estimate *keeps the conclusion* when its p (CR2; model-based for
-PET-PEESE) falls on the same side of ``alpha`` and, when significant, it has the same sign. It
-*stays close* when its r lies within ``band`` of the pooled r. The pooled estimate is:
+PET-PEESE and for leave-one-out fits of a single meta-analysis) falls on the same side of ``alpha``
+and, when significant, it has the same sign. It *stays close* when its r lies within ``band`` of the
+pooled r. The verdict sentence and the report print the ``alpha`` and ``band`` used. The pooled
+estimate is:
 
 - ``robust``: every sensitivity estimate keeps the conclusion and stays close;
 - ``size-sensitive``: every one keeps the conclusion, some move r by more than ``band``;
@@ -44,6 +51,7 @@ import pandas as pd
 
 from edueffects.core.distributions import chi2_ppf
 from edueffects.core.errors import InputError, Message, Quantity
+from edueffects.options import DEFAULT_RHOS
 
 if TYPE_CHECKING:
     from edueffects.meta.bias import PetPeese
@@ -53,28 +61,40 @@ if TYPE_CHECKING:
 Verdict = Literal["robust", "size-sensitive", "not robust"]
 AmstarStatus = Literal["no AMSTAR table", "none critically low", "fitted", "too few left"]
 OverlapStatus = Literal["no studies table", "no dependent pairs", "fitted", "too few left"]
-RHOS = (0.0, 0.2, 0.4, 0.6, 0.8)
 DEFAULT_BAND = 0.05
 DEFAULT_ALPHA = 0.05
 
 
 class Bounded(Quantity):
     """A statistic bounded by 1 (r, a change in r) inside a :class:`Message`: APA style without the
-    leading zero in English (.05), the language's bounded format when translated (0,05)."""
+    leading zero in English (.05), the language's bounded format when translated (0,05). The rule is the
+    report's (:meth:`edueffects.report.i18n.Language.bounded`): always ``digits`` decimals, and a value
+    that rounds to zero carries no sign (.00, never -.00)."""
 
     __slots__ = ()
 
     def __str__(self) -> str:
-        if self.value == 0:
-            return "0"
-        text = f"{self.value:.{self.digits}f}"
-        return text.replace("0.", ".", 1) if abs(self.value) < 1 else text
+        from edueffects.report.i18n import Language
+
+        return Language.of("en").bounded(self.value, self.digits)
 
     def localized(self, translate: object) -> str:
         bounded = getattr(translate, "bounded", None)
-        if self.value == 0 or not callable(bounded):
-            return str(self)
-        return str(bounded(self.value, self.digits))
+        return str(bounded(self.value, self.digits)) if callable(bounded) else str(self)
+
+
+def decimals(value: float, least: int = 2, most: int = 6) -> int:
+    """The decimals that show ``value`` exactly (at least ``least``): .05 -> 2, .005 -> 3."""
+    for digits in range(least, most + 1):
+        if abs(round(value, digits) - value) < 1e-12:
+            return digits
+    return most
+
+
+def che_rhos() -> tuple[float, ...]:
+    """The working correlations of the CHE sensitivity models: those of ``DEFAULT_RHOS`` above 0 (rho = 0
+    is the main model)."""
+    return tuple(float(rho) for rho in DEFAULT_RHOS if rho > 0)
 
 
 def _r(z: float | None) -> float | None:
@@ -196,31 +216,50 @@ class SomaSensitivity:
         return "size-sensitive" if self.shifted else "robust"
 
     @property
+    def alpha_text(self) -> Bounded:
+        """``alpha`` as a report number (.05, .01, .005)."""
+        return Bounded(self.alpha, decimals(self.alpha))
+
+    @property
+    def band_text(self) -> Bounded:
+        """``band`` as a report number (.05, .025)."""
+        return Bounded(self.band, decimals(self.band))
+
+    @property
+    def loo_model_based(self) -> bool:
+        """Whether the leave-one-out fits carry model-based p values (two meta-analyses: each deleted fit
+        holds one, which cluster-robust inference cannot cluster)."""
+        return any(e.robust_p is None for e in self.leave_one_out)
+
+    @property
     def verdict_message(self) -> Message:
         """The verdict as one sentence (a translatable message)."""
         n = len(self.estimates())
-        band = Bounded(self.band, 2)
+        alpha, band = self.alpha_text, self.band_text
         if self.verdict == "robust":
             return Message(
                 "The pooled estimate is robust: all {0} sensitivity estimates lead to the same conclusion (same sign "
-                "and significance decision at p < .05) and stay within ±{1} of r = {2}.",
+                "and significance decision at p < {1}) and stay within ±{2} of r = {3}.",
                 n,
+                alpha,
                 band,
                 Bounded(self.full.r, 2),
             )
         if self.verdict == "size-sensitive":
             return Message(
                 "The conclusion is robust (all {0} sensitivity estimates keep the sign and significance decision at "
-                "p < .05), but {1} move r by more than ±{2}.",
+                "p < {1}), but {2} move r by more than ±{3}.",
                 n,
+                alpha,
                 tuple(e.label for e in self.shifted),
                 band,
             )
         return Message(
             "The pooled estimate is not robust: {0} of {1} sensitivity estimates lead to another conclusion (sign "
-            "or significance decision at p < .05 changed): {2}.",
+            "or significance decision at p < {2} changed): {3}.",
             len(self.changed),
             n,
+            alpha,
             tuple(e.label for e in self.changed),
         )
 
@@ -247,6 +286,7 @@ class SomaSensitivity:
         return {
             "verdict": self.verdict,
             "verdict_sentence": str(self.verdict_message),
+            "n_estimates": len(self.estimates()),
             "rules": {"alpha": self.alpha, "band_r": self.band},
             "full": self.full.row(),
             "leave_one_out": {
@@ -266,7 +306,11 @@ class SomaSensitivity:
                 "pairs": records(self.pairs),
                 "estimate": self.overlap.row() if self.overlap else None,
             },
-            "che": {"rhos": [e.rho for e in self.che], "estimates": [e.row() for e in self.che]},
+            "che": {
+                "rhos": [e.rho for e in self.che],
+                "estimates": [e.row() for e in self.che],
+                "rho_0": "the main model (full)",
+            },
             "small_study": {
                 "egger": dict(zip(("slope", "robust_se", "robust_df", "robust_p"), self.egger, strict=True)),
                 "pet_peese": {
@@ -278,6 +322,9 @@ class SomaSensitivity:
         }
 
     def summary(self) -> str:
+        def p_text(est: SensitivityEstimate) -> str:
+            return f"{'p' if est.robust_p is None else 'CR2 p'} = {est.decisive_p:.3g}"
+
         f = self.full
         lo = [e.r for e in self.leave_one_out]
         change = self.largest_change
@@ -286,7 +333,7 @@ class SomaSensitivity:
             f"  all meta-analyses: r = {_fmt_r(f.r)} [{_fmt_r(_r(f.ci_lb))}, {_fmt_r(_r(f.ci_ub))}], "
             f"CR2 p = {f.decisive_p:.3g} (k = {f.k}, {f.n_meta_analyses} meta-analyses)",
             f"  leaving one meta-analysis out: r from {_fmt_r(min(lo))} to {_fmt_r(max(lo))}; largest change "
-            f"without {change.dropped[0]} (r = {_fmt_r(change.r)}, CR2 p = {change.decisive_p:.3g})",
+            f"without {change.dropped[0]} (r = {_fmt_r(change.r)}, {p_text(change)})",
             f"  Cook's distance by meta-analysis: cut-off {self.cook_cutoff:.3f} (qchisq(.5, 1)); influential: "
             + (", ".join(self.influential) or "none"),
         ]
@@ -301,8 +348,8 @@ class SomaSensitivity:
             else:
                 lines.append(f"  {name}: {status}")
         lines.append(
-            "  CHE working model: "
-            + "; ".join(f"rho {e.rho:g}: r = {_fmt_r(e.r)}, CR2 p = {e.decisive_p:.3g}" for e in self.che)
+            "  CHE working model (rho 0: the main model): "
+            + "; ".join(f"rho {e.rho:g}: r = {_fmt_r(e.r)}, {p_text(e)}" for e in self.che)
         )
         slope, se, df, p = self.egger
         pp = self.pet_peese
@@ -359,7 +406,8 @@ def _estimate(
 
 def _leave_one_out(result: SomaResult) -> tuple[tuple[SensitivityEstimate, ...], pd.DataFrame, float]:
     """metafor ``leave1out`` and ``cooks.distance`` by meta-analysis; the CR2 p of each deleted fit from the
-    model with the deleted fit's variance components (same coefficients, same working weights)."""
+    model with the deleted fit's variance components (same coefficients, same working weights). With two
+    meta-analyses a deleted fit holds one, which CR2 cannot cluster: its p stays model-based."""
     from edueffects.meta import cooks_distance, leave1out
 
     overall, ma = result.overall, result.columns.meta_analysis
@@ -367,10 +415,14 @@ def _leave_one_out(result: SomaResult) -> tuple[tuple[SensitivityEstimate, ...],
     components = table[[n.replace(" ", "_") for n in overall.variance_names]].to_numpy(dtype=float)
     effects = result.effects
     labels = effects[ma]
+    clustered = int(overall.n_groups[0]) - 1 >= 2
     estimates = []
     for i, left_out in enumerate(table[ma]):
-        refit = _fit(effects[labels != left_out], result, sigma2=[float(s) for s in components[i]])
-        rc = refit.robust(ma).coefficients
+        robust: dict[str, float | None] = {"robust_se": None, "robust_df": None, "robust_p": None}
+        if clustered:
+            refit = _fit(effects[labels != left_out], result, sigma2=[float(s) for s in components[i]])
+            rc = refit.robust(ma).coefficients
+            robust = {"robust_se": float(rc.se[0]), "robust_df": float(rc.df[0]), "robust_p": float(rc.pval[0])}
         estimates.append(
             SensitivityEstimate(
                 analysis="leave-one-out",
@@ -382,10 +434,8 @@ def _leave_one_out(result: SomaResult) -> tuple[tuple[SensitivityEstimate, ...],
                 ci_lb=float(table.ci_lb.iloc[i]),
                 ci_ub=float(table.ci_ub.iloc[i]),
                 p=float(table.pval.iloc[i]),
-                robust_se=float(rc.se[0]),
-                robust_df=float(rc.df[0]),
-                robust_p=float(rc.pval[0]),
                 dropped=(str(left_out),),
+                **robust,
             )
         )
     cook = cooks_distance(overall, cluster=ma).tidy().rename(columns={ma: "meta_analysis"})
@@ -395,14 +445,15 @@ def _leave_one_out(result: SomaResult) -> tuple[tuple[SensitivityEstimate, ...],
     return tuple(estimates), cook, cutoff
 
 
-def _dependent_pairs(result: SomaResult) -> pd.DataFrame:
-    """The dependent pairs and which of each is dropped (see the module's rule)."""
+def _dependent_pairs(result: SomaResult) -> tuple[pd.DataFrame, list[str]]:
+    """The dependent pairs with the member kept (None when both are left out) and the member(s) left out,
+    and every meta-analysis left out (see the module's rule)."""
     columns = ["meta_analysis_a", "meta_analysis_b", "k_a", "k_b", "shared", "share_percent", "kept", "dropped"]
     assert result.overlap is not None
     pairs = result.overlap.pairs
     pairs = pairs[pairs.dependent].copy()
     if pairs.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=columns), []
     pairs["share_percent"] = 100.0 * pairs.shared / np.minimum(pairs.k_a, pairs.k_b)
     pairs = pairs.sort_values(["share_percent", "shared"], ascending=False, kind="stable")
     effects, cols = result.effects, result.columns
@@ -416,26 +467,30 @@ def _dependent_pairs(result: SomaResult) -> pd.DataFrame:
         return (float(k), -np.inf if np.isnan(q) else q, -np.inf if np.isnan(y) else float(y))
 
     dropped: set[object] = set()
-    kept_col, dropped_col = [], []
     sizes = zip(
         pairs.meta_analysis_a, pairs.meta_analysis_b, pairs.k_a.to_numpy(int), pairs.k_b.to_numpy(int), strict=True
     )
     for a, b, size_a, size_b in sizes:
         if a in dropped or b in dropped:
-            kept_col.append(b if a in dropped else a)
-            dropped_col.append(a if a in dropped else b)
             continue
         ka, kb = key(a, int(size_a)), key(b, int(size_b))
         keep_a = ka > kb or (ka == kb and str(a) <= str(b))
-        keep, drop = (a, b) if keep_a else (b, a)
-        dropped.add(drop)
-        kept_col.append(keep)
-        dropped_col.append(drop)
-    pairs["kept"] = [str(v) for v in kept_col]
-    pairs["dropped"] = [str(v) for v in dropped_col]
+        dropped.add(b if keep_a else a)
+    # the outcome for each pair, after every pair is resolved: a member kept here may be left out by a later
+    # pair, and both members of a pair may be left out through other pairs (then none is kept)
+    kept_col: list[str | None] = []
+    dropped_col: list[str] = []
+    for a, b in zip(pairs.meta_analysis_a, pairs.meta_analysis_b, strict=True):
+        left = [m for m in (a, b) if m in dropped]
+        stays = [m for m in (a, b) if m not in dropped]
+        kept_col.append(str(stays[0]) if stays else None)
+        dropped_col.append(", ".join(str(m) for m in left))
+    pairs["kept"] = pd.Series(kept_col, index=pairs.index, dtype=object)
+    pairs["dropped"] = dropped_col
+
     pairs["meta_analysis_a"] = pairs.meta_analysis_a.astype(str)
     pairs["meta_analysis_b"] = pairs.meta_analysis_b.astype(str)
-    return pairs[columns].reset_index(drop=True)
+    return pairs[columns].reset_index(drop=True), sorted(str(m) for m in dropped)
 
 
 def _subset(
@@ -471,13 +526,22 @@ def _pet_peese(result: SomaResult) -> tuple[SensitivityEstimate, PetPeese]:
 
 
 def _che(result: SomaResult) -> tuple[SensitivityEstimate, ...]:
-    """The CHE working model at rho = 0, .2, .4, .6, .8 (``rho_sensitivity``: metafor ``rma.mv(z, vcalc(vz,
-    meta_analysis, obs = es_id, rho), random = ~ 1 | meta_analysis/es_id)``, CR2 by meta-analysis)."""
+    """The CHE working model at rho = .2, .4, .6, .8 (:func:`che_rhos`; ``rho_sensitivity``: metafor
+    ``rma.mv(z, vcalc(vz, meta_analysis, obs = es_id, rho), random = ~ 1 | meta_analysis/es_id)``, CR2 by
+    meta-analysis); rho = 0 is the main model."""
     from edueffects.meta import rho_sensitivity
 
     ma = result.columns.meta_analysis
     che = rho_sensitivity(
-        result.effects, "z", "vz", ma, "es_id", rhos=RHOS, robust=True, method=result.overall.method, variance_ci=False
+        result.effects,
+        "z",
+        "vz",
+        ma,
+        "es_id",
+        rhos=che_rhos(),
+        robust=True,
+        method=result.overall.method,
+        variance_ci=False,
     )
     table = che.tidy()
     rows = table[table.term == "intrcpt"].reset_index(drop=True)
@@ -530,6 +594,13 @@ def soma_sensitivity(result: SomaResult, band: float = DEFAULT_BAND, alpha: floa
         robust_p=float(rob.pval[0]),
     )
     leave_one_out, cook, cutoff = _leave_one_out(result)
+    if any(e.robust_p is None for e in leave_one_out):
+        notes.append(
+            Message(
+                "sensitivity: with two meta-analyses, leaving one out leaves a single one, which cluster-robust "
+                "(CR2) inference cannot cluster: the leave-one-out models have model-based p values"
+            )
+        )
 
     amstar: SensitivityEstimate | None = None
     amstar_status: AmstarStatus = "no AMSTAR table"
@@ -554,12 +625,11 @@ def soma_sensitivity(result: SomaResult, band: float = DEFAULT_BAND, alpha: floa
         columns=["meta_analysis_a", "meta_analysis_b", "k_a", "k_b", "shared", "share_percent", "kept", "dropped"]
     )
     if result.overlap is not None:
-        pairs = _dependent_pairs(result)
+        pairs, drop = _dependent_pairs(result)
         if pairs.empty:
             overlap_status = "no dependent pairs"
             notes.append(Message("sensitivity: no pair of meta-analyses shares half or more of its primary studies"))
         else:
-            drop = sorted(set(pairs.dropped))
             label = Message("without {0} overlapping meta-analyses (one of each dependent pair)", len(drop))
             overlap, ok = _subset(result, "overlap", label, drop)
             overlap_status = "fitted" if ok else "too few left"
@@ -587,4 +657,4 @@ def soma_sensitivity(result: SomaResult, band: float = DEFAULT_BAND, alpha: floa
     )
 
 
-__all__ = ["RHOS", "SensitivityEstimate", "SomaSensitivity", "soma_sensitivity"]
+__all__ = ["SensitivityEstimate", "SomaSensitivity", "che_rhos", "soma_sensitivity"]
