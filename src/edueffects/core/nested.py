@@ -865,7 +865,9 @@ class _Search:
             gf = g[free]
             hf = h[np.ix_(free, free)]
             eigval, eigvec = np.linalg.eigh(-hf)
-            floor = 1e-12 * max(1.0, float(np.abs(eigval).max()))
+            # flat directions: eigenvalues below 1e-12 of the largest, or of the curvature 1/s^2 that
+            # the variance scale s implies (not of 1: the Hessian scales with the units of y^-4)
+            floor = 1e-12 * max(float(np.abs(eigval).max()), design.variance_scale**-2)
             step_f = eigvec @ ((eigvec.T @ gf) / np.maximum(np.abs(eigval), floor))
             decrement = float(gf @ step_f)
             resolution = 1e-12 * max(1.0, abs(ev.loglik))  # sums of many terms: a few thousand ulps
