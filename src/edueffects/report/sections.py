@@ -109,8 +109,8 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
     )
     if res.cluster_test:
         t = res.cluster_test
-        if t.robust_disagrees:  # the cluster-robust test holds with few meta-analyses; say so when it disagrees
-            h = t.robust_test
+        h = t.robust_test  # None when too few meta-analyses: then the model-based test alone
+        if h is not None and t.robust_disagrees:  # it holds with few meta-analyses; say so when it disagrees
             stat = _("cluster-robust HTZ test, F({df1}, {df2}) = {f}, {p}").format(
                 df1=lang.number(h.df1, 0),
                 df2=lang.number(h.df2, 1),
@@ -177,9 +177,15 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
                 lang.number(t.QM),
                 str(t.QM_df),
                 lang.p_value(t.QMp),
-                lang.number(t.robust_test.statistic),
-                f"{lang.number(t.robust_test.df1, 0)}; {lang.number(t.robust_test.df2, 1)}",
-                lang.p_value(t.robust_test.pval),
+                *(
+                    [
+                        lang.number(t.robust_test.statistic),
+                        f"{lang.number(t.robust_test.df1, 0)}; {lang.number(t.robust_test.df2, 1)}",
+                        lang.p_value(t.robust_test.pval),
+                    ]
+                    if t.robust_test is not None
+                    else ["–", "–", "–"]  # too few meta-analyses: the notes say so
+                ),
             ]
             for t in mods
         ],
@@ -287,6 +293,11 @@ def soma_section(res: SomaResult, lang: Language) -> tuple[str, Section]:
             "effects were tested with the standard error as a moderator."
         ).format(estimator=_estimator(lang, res.overall.method))
     ]
+    if any(t.robust_test is None for t in mods):
+        method[0] += " " + _(
+            "Where the meta-analyses were too few for a cluster-robust test, only the model-based test is "
+            "reported (see the notes)."
+        )
     appraisal = [
         *([_("Schmidt and Oh's second-order meta-analysis")] if res.second_order else []),
         *([_("the corrected covered area of primary-study overlap")] if res.overlap is not None else []),

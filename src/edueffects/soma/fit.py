@@ -16,8 +16,10 @@ import pandas as pd
 from edueffects.core.distributions import t_sf
 from edueffects.core.errors import InputError, Message, Phrase
 from edueffects.core.inference import critical_value
+from edueffects.core.results import WaldTest
 from edueffects.io import holds_dates
 from edueffects.meta import MetaResult, meta
+from edueffects.meta.result import RobustResult
 from edueffects.soma.overlap import overlap
 from edueffects.soma.quality import appraise
 from edueffects.soma.result import ClusterEstimate, ModeratorTest, SomaResult
@@ -27,6 +29,9 @@ from edueffects.soma.schmidt_oh import SecondOrder, schmidt_oh
 FitMethod = Literal["REML", "ML"]
 MissingPolicy = Literal["error", "drop"]
 DEFAULT_MODERATORS = ("school_level", "valence", "year", "informant")
+# the start of the error RobustResult.wald raises when the CR2 covariance of the hypotheses is singular
+SINGULAR_ROBUST_TEST = "the hypotheses cannot be tested cluster-robustly"
+COLLINEAR_MODERATORS = "moderators are collinear"  # the start of meta()'s error for a rank-deficient design
 
 
 def _names(value: object, what: str) -> list[str] | None:
@@ -140,13 +145,43 @@ def _cluster_estimate(label: str, frame: pd.DataFrame, cols: SomaColumns, method
     )
 
 
+def _robust_wald(robust: RobustResult, tested: list[str]) -> WaldTest | None:
+    """The CR2 HTZ test of the tested coefficients, or None when too few meta-analyses make their robust
+    covariance singular (any other error is raised)."""
+    try:
+        return robust.wald(tested, test="HTZ")
+    except InputError as error:
+        if error.template.startswith(SINGULAR_ROBUST_TEST):
+            return None
+        raise
+
+
 def _moderator_test(
-    name: str, frame: pd.DataFrame, cols: SomaColumns, mods: list[str], method: FitMethod
+    name: str,
+    frame: pd.DataFrame,
+    cols: SomaColumns,
+    mods: list[str],
+    method: FitMethod,
+    notes: list[Message] | None = None,
+    label: str | Phrase | None = None,
 ) -> ModeratorTest:
+    """One moderator model; when its cluster-robust test cannot be computed, a note naming it (``label``,
+    the name unless given) goes to ``notes``."""
     categorical = [m for m in mods if m in frame.columns and not pd.api.types.is_numeric_dtype(frame[m])]
     res = _fit(frame, cols, method, mods=mods, categorical=categorical, missing="drop", variance_ci=False)
     robust = res.robust(cols.meta_analysis)
     tested = [res.terms.coef_names[i] for i in res.terms.moderator_columns()]
+    robust_test = _robust_wald(robust, tested)
+    if robust_test is None and notes is not None:
+        notes.append(
+            Message(
+                "{0}: no cluster-robust test with {1} meta-analyses for {2} hypotheses; the model-based test is "
+                "reported",
+                name if label is None else label,
+                robust.n_clusters,
+                len(tested),
+            )
+        )
     return ModeratorTest(
         name=name,
         moderators=tuple(mods),
@@ -158,7 +193,7 @@ def _moderator_test(
         coefficients=res.tidy(),
         robust=robust.tidy(),
         sigma2=tuple(float(s) for s in res.variance),
-        robust_test=robust.wald(tested, test="HTZ"),
+        robust_test=robust_test,
     )
 
 
@@ -238,7 +273,9 @@ def soma(
     clusters = tuple(_cluster_estimate(str(c), g, cols, method) for c, g in frame.groupby(cols.cluster))
     cluster_test = None
     if frame[cols.cluster].nunique() > 1:
-        cluster_test = _moderator_test("outcome cluster", frame, cols, [cols.cluster], method)
+        cluster_test = _moderator_test(
+            "outcome cluster", frame, cols, [cols.cluster], method, notes, Phrase("outcome cluster")
+        )
     if quality is not None:
         frame = frame.merge(
             quality[[cols.meta_analysis, "criteria_met"]].rename(columns={"criteria_met": "quality"}),
@@ -253,8 +290,17 @@ def soma(
         if frame[mod].dropna().nunique() < 2:
             notes.append(Message("moderator '{0}' does not vary: skipped", mod))
             continue
-        tests.append(_moderator_test(mod, frame, cols, [mod], method))
-    joint = _moderator_test("joint", frame, cols, [t.name for t in tests], method) if len(tests) > 1 else None
+        tests.append(_moderator_test(mod, frame, cols, [mod], method, notes))
+    joint = None
+    if len(tests) > 1:
+        try:
+            joint = _moderator_test("joint", frame, cols, [t.name for t in tests], method, notes, Phrase("joint"))
+        except InputError as error:  # few meta-analyses: moderators at their level are easily collinear
+            if not error.template.startswith(COLLINEAR_MODERATORS):
+                raise
+            notes.append(
+                Message("joint moderator model skipped: its moderators are collinear in {0} meta-analyses", n_meta)
+            )
     egger = _moderator_test("small-study effects (SE of z)", frame.assign(sei=frame.sez), cols, ["sei"], method)
     egger_row = egger.robust[egger.robust.term == "sei"].iloc[0]
     second_order: dict[str, SecondOrder] = {}

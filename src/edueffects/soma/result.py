@@ -67,6 +67,8 @@ class ClusterEstimate:
 
 def _htz(t: ModeratorTest) -> str:
     r = t.robust_test
+    if r is None:
+        return "no cluster-robust test (too few meta-analyses)"
     df2 = float("nan") if r.df2 is None else r.df2
     return f"CR2 HTZ F({r.df1:g}, {df2:.1f}) = {r.statistic:.2f}, p = {r.pval:.3g}"
 
@@ -85,11 +87,13 @@ class ModeratorTest:
     coefficients: pd.DataFrame
     robust: pd.DataFrame
     sigma2: tuple[float, ...]
-    robust_test: WaldTest
+    robust_test: WaldTest | None  # None when too few meta-analyses make the CR2 covariance singular
 
     @property
     def robust_disagrees(self) -> bool:
-        """Model-based and cluster-robust (HTZ) tests fall on different sides of .05."""
+        """Model-based and cluster-robust (HTZ) tests fall on different sides of .05 (never without a robust test)."""
+        if self.robust_test is None:
+            return False
         return (self.QMp < 0.05) != (self.robust_test.pval < 0.05)
 
     def row(self) -> dict[str, object]:
@@ -101,10 +105,10 @@ class ModeratorTest:
             "QM": self.QM,
             "df": self.QM_df,
             "p": self.QMp,
-            "F_HTZ": r.statistic,
-            "df1_HTZ": r.df1,
-            "df2_HTZ": r.df2,
-            "p_HTZ": r.pval,
+            "F_HTZ": None if r is None else r.statistic,
+            "df1_HTZ": None if r is None else r.df1,
+            "df2_HTZ": None if r is None else r.df2,
+            "p_HTZ": None if r is None else r.pval,
         }
 
     def to_dict(self) -> dict[str, object]:
