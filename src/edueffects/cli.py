@@ -297,22 +297,23 @@ def _rho_sensitivity(args: argparse.Namespace, data: pd.DataFrame, mods: str | l
 
     if args.cluster is None:
         raise InputError("--rho-sensitivity needs --cluster: rho correlates the sampling errors within clusters")
+    options = {**_model_options(args, mods), "variance_ci": False}
     return rho_sensitivity(
-        data,
-        args.yi,
-        args.vi,
-        args.cluster,
-        args.within,
-        rhos=args.rho_sensitivity or DEFAULT_RHOS,
-        method=args.method,
-        mods=mods,
-        categorical=args.categorical,
-        test=args.test,
-        level=args.level,
-        missing="drop" if args.drop_missing else "error",
-        variance_ci=False,
-        sigma2=_fixed_variances(args.sigma2),
+        data, args.yi, args.vi, args.cluster, args.within, rhos=args.rho_sensitivity or DEFAULT_RHOS, **options
     )
+
+
+def _model_options(args: argparse.Namespace, mods: str | list[str]) -> dict[str, Any]:
+    """The options of ``meta --...`` that define the model, shared by the fit and its rho refits."""
+    return {
+        "method": args.method,
+        "mods": mods,
+        "categorical": args.categorical,
+        "test": args.test,
+        "level": args.level,
+        "missing": "drop" if args.drop_missing else "error",
+        "sigma2": _fixed_variances(args.sigma2),
+    }
 
 
 def _run_meta(args: argparse.Namespace) -> int:
@@ -338,16 +339,10 @@ def _run_meta(args: argparse.Namespace) -> int:
             vi=args.vi,
             cluster=args.cluster,
             within=args.within,
-            method=args.method,
-            mods=mods,
-            categorical=args.categorical,
-            test=args.test,
-            level=args.level,
-            missing="drop" if args.drop_missing else "error",
             variance_ci=not args.no_variance_ci,
-            sigma2=_fixed_variances(args.sigma2),
             tau2=args.tau2,
             rho=args.rho,
+            **_model_options(args, mods),
         )
         _ = result.variance_ci  # computed on first use: here, under the progress display
         sensitivity = _rho_sensitivity(args, data, mods) if args.rho_sensitivity is not None else None

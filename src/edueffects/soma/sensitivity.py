@@ -55,7 +55,7 @@ from edueffects.options import DEFAULT_RHOS
 
 if TYPE_CHECKING:
     from edueffects.meta.bias import PetPeese
-    from edueffects.meta.result import MetaResult
+    from edueffects.meta.result import MetaResult, RobustResult
     from edueffects.soma.result import SomaResult
 
 Verdict = Literal["robust", "size-sensitive", "not robust"]
@@ -382,11 +382,17 @@ def _fit(frame: pd.DataFrame, result: SomaResult, sigma2: Sequence[float | None]
 
 
 def _estimate(
-    analysis: str, label: Message, res: MetaResult, cluster: str, dropped: Sequence[str]
+    analysis: str,
+    label: Message,
+    res: MetaResult,
+    cluster: str,
+    dropped: Sequence[str] = (),
+    robust: RobustResult | None = None,
 ) -> SensitivityEstimate:
-    """The pooled estimate of a three-level fit with its CR2 inference by meta-analysis."""
+    """The pooled estimate of a three-level fit with its CR2 inference by meta-analysis (``robust``: that
+    inference when already computed)."""
     c = res.coefficients
-    rc = res.robust(cluster).coefficients
+    rc = (robust if robust is not None else res.robust(cluster)).coefficients
     return SensitivityEstimate(
         analysis=analysis,
         label=label,
@@ -577,21 +583,8 @@ def soma_sensitivity(result: SomaResult, band: float = DEFAULT_BAND, alpha: floa
             raise InputError("sensitivity {0} must be a number between 0 and {1} (got {2})", name, upper, repr(value))
     ma = result.columns.meta_analysis
     notes: list[Message] = []
-    overall, rob = result.overall, result.overall_robust.coefficients
-    c = overall.coefficients
-    full = SensitivityEstimate(
-        analysis="full",
-        label=Message("all meta-analyses (main model)"),
-        k=overall.k,
-        n_meta_analyses=int(overall.n_groups[0]),
-        z=float(c.estimate[0]),
-        se=float(c.se[0]),
-        ci_lb=float(c.ci_lb[0]),
-        ci_ub=float(c.ci_ub[0]),
-        p=float(c.pval[0]),
-        robust_se=float(rob.se[0]),
-        robust_df=float(rob.df[0]),
-        robust_p=float(rob.pval[0]),
+    full = _estimate(
+        "full", Message("all meta-analyses (main model)"), result.overall, ma, robust=result.overall_robust
     )
     leave_one_out, cook, cutoff = _leave_one_out(result)
     if any(e.robust_p is None for e in leave_one_out):
