@@ -244,8 +244,33 @@ def _summary_rows(res: MetaResult, fits: _Fits) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
+class _TableResult(ResultDisplay):
+    """A diagnostics table (one row per effect, cluster or step) with notes: ``tidy()`` is the table,
+    ``to_dict()`` its rows (NaN as null) after the result's own fields (:meth:`_fields`), ``summary()`` the
+    table under :meth:`_heading`."""
+
+    table: pd.DataFrame
+    notes: tuple[str, ...]
+
+    def _heading(self) -> str:  # pragma: no cover - every result defines it
+        raise NotImplementedError
+
+    def _fields(self) -> dict[str, object]:  # pragma: no cover - every result defines it
+        raise NotImplementedError
+
+    def tidy(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    def to_dict(self) -> dict[str, object]:
+        rows = self.table.replace({np.nan: None}).to_dict(orient="records")
+        return {**self._fields(), "rows": rows, "notes": list(self.notes)}
+
+    def summary(self) -> str:
+        return self._heading() + "\n" + self.table.to_string(index=False) + _note_lines(self.notes)
+
+
 @dataclass(frozen=True, eq=False, repr=False)
-class LeaveOneOut(ResultDisplay):
+class LeaveOneOut(_TableResult):
     """Estimates with one effect, or one cluster, left out (metafor ``leave1out``)."""
 
     table: pd.DataFrame
@@ -253,24 +278,15 @@ class LeaveOneOut(ResultDisplay):
     level: float
     notes: tuple[str, ...] = ()
 
-    def tidy(self) -> pd.DataFrame:
-        return self.table.copy()
+    def _fields(self) -> dict[str, object]:
+        return {"left_out": self.left_out, "level": self.level}
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "left_out": self.left_out,
-            "level": self.level,
-            "rows": self.table.replace({np.nan: None}).to_dict(orient="records"),
-            "notes": list(self.notes),
-        }
-
-    def summary(self) -> str:
-        head = f"Leave-one-out estimates by {self.left_out} ({format_level(self.level)} CI)"
-        return head + "\n" + self.table.to_string(index=False) + _note_lines(self.notes)
+    def _heading(self) -> str:
+        return f"Leave-one-out estimates by {self.left_out} ({format_level(self.level)} CI)"
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class CumulativeResult(ResultDisplay):
+class CumulativeResult(_TableResult):
     """Cumulative meta-analysis: the estimate after each effect in the given order (metafor ``cumul``)."""
 
     table: pd.DataFrame
@@ -278,42 +294,26 @@ class CumulativeResult(ResultDisplay):
     level: float
     notes: tuple[str, ...] = ()
 
-    def tidy(self) -> pd.DataFrame:
-        return self.table.copy()
+    def _fields(self) -> dict[str, object]:
+        return {"order": self.order, "level": self.level}
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "order": self.order,
-            "level": self.level,
-            "rows": self.table.replace({np.nan: None}).to_dict(orient="records"),
-            "notes": list(self.notes),
-        }
-
-    def summary(self) -> str:
-        head = f"Cumulative meta-analysis ordered by {self.order} ({format_level(self.level)} CI)"
-        return head + "\n" + self.table.to_string(index=False) + _note_lines(self.notes)
+    def _heading(self) -> str:
+        return f"Cumulative meta-analysis ordered by {self.order} ({format_level(self.level)} CI)"
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class InfluenceResult(ResultDisplay):
+class InfluenceResult(_TableResult):
     """Case-deletion diagnostics, one row per effect (or cluster); what the table holds is named in ``kind``."""
 
     table: pd.DataFrame
     kind: str
     notes: tuple[str, ...] = ()
 
-    def tidy(self) -> pd.DataFrame:
-        return self.table.copy()
+    def _fields(self) -> dict[str, object]:
+        return {"kind": self.kind}
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "rows": self.table.replace({np.nan: None}).to_dict(orient="records"),
-            "notes": list(self.notes),
-        }
-
-    def summary(self) -> str:
-        return f"{self.kind}\n" + self.table.to_string(index=False) + _note_lines(self.notes)
+    def _heading(self) -> str:
+        return self.kind
 
 
 @dataclass(frozen=True, eq=False, repr=False)
