@@ -371,7 +371,7 @@ def _run_meta(args: argparse.Namespace) -> int:
             return 0
     print(result.summary())
     for test in result.term_tests():
-        print(test.summary().splitlines()[0])
+        print(test.headline())
     if predictions is not None:
         print()
         print(predictions.summary())
@@ -379,7 +379,7 @@ def _run_meta(args: argparse.Namespace) -> int:
         print()
         print(robust.summary())
         for test in robust.term_tests(args.robust_test):
-            print(test.summary().splitlines()[0])
+            print(test.headline())
     if sensitivity is not None:
         print()
         print(sensitivity.summary())

@@ -123,7 +123,7 @@ def _query_pairs(case: dict[str, Any], res: MetaResult) -> Pairs:
         pairs = _wald_pairs("", ref, w)
         if "contrasts" in ref:
             pairs += _frame_pairs(
-                "contrast_", {k: v for k, v in ref["contrasts"].items() if k != "hypothesis"}, w.contrasts
+                "contrast_", {k: v for k, v in ref["contrasts"].items() if k != "hypothesis"}, w.contrasts.tidy()
             )
         return pairs
     if kind == "robust_wald":

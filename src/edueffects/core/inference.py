@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from edueffects.core.distributions import t_ppf, t_sf
 from edueffects.core.jet import Array
+
+if TYPE_CHECKING:  # pandas is imported by the methods that return its objects
+    import pandas as pd
 
 
 def _none_if_inf(value: float) -> float | None:
@@ -46,6 +49,8 @@ class CoefficientTable:
         ]
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(
             {
                 "term": list(self.names),
@@ -93,12 +98,18 @@ class CoefficientAccessors:
     coefficients: CoefficientTable
 
     def coef(self) -> pd.Series:
+        import pandas as pd
+
         return pd.Series(self.coefficients.estimate, index=list(self.coefficients.names), name="estimate")
 
     def se(self) -> pd.Series:
+        import pandas as pd
+
         return pd.Series(self.coefficients.se, index=list(self.coefficients.names), name="se")
 
     def confint(self) -> pd.DataFrame:
+        import pandas as pd
+
         c = self.coefficients
         return pd.DataFrame({"ci_lb": c.ci_lb, "ci_ub": c.ci_ub}, index=list(c.names))
 

@@ -15,15 +15,17 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from edueffects.core.distributions import chi2_sf, f_sf, t_sf
 from edueffects.core.errors import InputError
 from edueffects.core.jet import Array
+
+if TYPE_CHECKING:  # pandas is imported by the methods that return its objects
+    import pandas as pd
 
 
 def normalize_level(level: float) -> float:
@@ -60,6 +62,47 @@ def _fmt_p(p: float) -> str:
     return "< .0001" if p < 1e-4 else f"= {p:.4f}"
 
 
+@dataclass(frozen=True, eq=False)
+class ContrastTable:
+    """Each hypothesis of a Wald test on its own: ``estimate`` = row of ``L b``, its ``se``, ``stat`` =
+    estimate / se, ``df`` (``inf``: z) and the two-sided ``pval``."""
+
+    hypothesis: tuple[str, ...]
+    estimate: Array
+    se: Array
+    stat: Array
+    df: Array
+    pval: Array
+
+    @classmethod
+    def of(cls, hypothesis: tuple[str, ...], estimate: Array, se: Array, df: Array) -> ContrastTable:
+        """The table of estimates with their standard errors, tested against t(df) (``inf``: N(0,1))."""
+        stat = estimate / se
+        return cls(hypothesis, estimate, se, stat, df, 2.0 * t_sf(np.abs(stat), df))
+
+    def tidy(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "hypothesis": list(self.hypothesis),
+                "estimate": self.estimate,
+                "se": self.se,
+                "stat": self.stat,
+                "df": self.df,
+                "pval": self.pval,
+            }
+        )
+
+    def to_records(self) -> list[dict[str, object]]:
+        columns = (self.estimate, self.se, self.stat, self.df, self.pval)
+        names = ("estimate", "se", "stat", "df", "pval")
+        return [
+            {"hypothesis": label, **{n: float(c[i]) for n, c in zip(names, columns, strict=True)}}
+            for i, label in enumerate(self.hypothesis)
+        ]
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class WaldTest(ResultDisplay):
     """A joint Wald test of ``q`` linear hypotheses ``L b = 0``.
@@ -75,9 +118,11 @@ class WaldTest(ResultDisplay):
     pval: float
     distribution: str
     method: str
-    contrasts: pd.DataFrame | None = field(default=None)
+    contrasts: ContrastTable | None = field(default=None)
 
     def tidy(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(
             [
                 {
@@ -103,17 +148,21 @@ class WaldTest(ResultDisplay):
             "method": self.method,
         }
         if self.contrasts is not None:
-            out["contrasts"] = self.contrasts.to_dict(orient="records")
+            out["contrasts"] = self.contrasts.to_records()
         return out
 
-    def summary(self) -> str:
+    def headline(self) -> str:
+        """The test in one line: hypotheses, statistic with its df, p."""
         if self.df2 is None:
             stat = f"QM({self.df1:g}) = {self.statistic:.4f}"
         else:
             stat = f"F({self.df1:g}, {self.df2:.2f}) = {self.statistic:.4f}"
-        lines = [f"Wald test ({self.method}) of {'; '.join(self.hypotheses)}: {stat}, p {_fmt_p(self.pval)}"]
+        return f"Wald test ({self.method}) of {'; '.join(self.hypotheses)}: {stat}, p {_fmt_p(self.pval)}"
+
+    def summary(self) -> str:
+        lines = [self.headline()]
         if self.contrasts is not None:
-            lines.append(self.contrasts.to_string(index=False))
+            lines.append(self.contrasts.tidy().to_string(index=False))
         return "\n".join(lines)
 
 
@@ -183,20 +232,8 @@ def wald_test(beta: Array, cov_beta: Array, matrix: Array, df: float, names: tup
     if q < matrix.shape[0]:
         raise InputError("the {0} hypotheses are not linearly independent (rank {1})", matrix.shape[0], q)
     stat = float(estimate @ np.linalg.solve(cov, estimate))
-    se = np.sqrt(np.diag(cov))
-    z = estimate / se
-    dfa = np.full(z.shape, df)
-    contrasts = pd.DataFrame(
-        {
-            "hypothesis": list(contrast_labels(matrix, names)),
-            "estimate": estimate,
-            "se": se,
-            "stat": z,
-            "df": dfa,
-            "pval": 2.0 * t_sf(np.abs(z), dfa),
-        }
-    )
-    labels = tuple(contrasts.hypothesis)
+    labels = contrast_labels(matrix, names)
+    contrasts = ContrastTable.of(labels, estimate, np.sqrt(np.diag(cov)), np.full(estimate.shape, df))
     if np.isfinite(df):
         f = stat / q
         return WaldTest(labels, f, float(q), float(df), f_sf(f, q, df), "F", method, contrasts)
@@ -280,6 +317,8 @@ class LikelihoodRatioTest(ResultDisplay):
     pval: float
 
     def tidy(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(
             {
                 "model": ["full", "reduced"],

@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from edueffects.core.distributions import f_sf, t_sf
+from edueffects.core.distributions import f_sf
 from edueffects.core.errors import InputError
 from edueffects.core.jet import Array
 from edueffects.core.nested import Evaluation
-from edueffects.core.results import WaldTest, contrast_labels
+from edueffects.core.results import ContrastTable, WaldTest, contrast_labels
 
 """A contrast matrix: one row per hypothesis, one column per coefficient (a single row may be flat)."""
 EIGEN_TOLERANCE = float(np.sqrt(np.finfo(np.float64).eps))  # lmerTest contestMD's eps
@@ -83,19 +82,9 @@ def satterthwaite_wald_test(beta: Array, mc: ModelCovariance, matrix: Array, nam
     estimate = matrix @ beta
     se = np.sqrt(np.diag(vlv))
     df = mc.contrast_df(matrix)
-    stat = estimate / se
-    contrasts = pd.DataFrame(
-        {
-            "hypothesis": list(contrast_labels(matrix, names)),
-            "estimate": estimate,
-            "se": se,
-            "stat": stat,
-            "df": df,
-            "pval": 2.0 * t_sf(np.abs(stat), df),
-        }
-    )
+    contrasts = ContrastTable.of(contrast_labels(matrix, names), estimate, se, df)
     return WaldTest(
-        tuple(contrasts.hypothesis),
+        contrasts.hypothesis,
         fvalue,
         float(q),
         ddf,
