@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REF = Path(__file__).resolve().parent / "reference" / "data"
@@ -40,6 +41,35 @@ def test_meta_command_does_not_import_matplotlib(tmp_path: Path) -> None:
     assert "matplotlib" not in loaded and "rich" not in loaded and "babel" not in loaded
     assert len(json.loads(out.read_text())["variance_ci"]) == 2
     assert "matplotlib" not in loaded_after("import edueffects\nedueffects.meta")
+
+
+def test_meta_command_runs_without_pandas(tmp_path: Path) -> None:
+    """Numeric moderators, text cluster labels, a missing value dropped and CR2: no DataFrame is needed,
+    and the result is the Python API's on a DataFrame."""
+    rows = ["study,esid,yi,vi,x"]
+    rng = np.random.default_rng(3)
+    for i in range(40):
+        x = "" if i == 7 else f"{rng.normal():.6f}"
+        rows.append(f"s{i // 4},{i},{rng.normal(0.2, 0.4):.6f},{rng.uniform(0.01, 0.1):.6f},{x}")
+    data = tmp_path / "effects.csv"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "out.json"
+    words = ["meta", str(data), "--yi", "yi", "--vi", "vi", "--cluster", "study", "--within", "esid", "--mods", "x",
+             "--robust", "study", "--drop-missing", "--json", str(out), "--quiet"]  # fmt: skip
+    loaded = loaded_after(f"from edueffects.cli import main\nassert main({words!r}) == 0")
+    assert not loaded & {"pandas", "pyarrow", "formulaic", "matplotlib"}, loaded
+    import pandas as pd
+
+    import edueffects as ee
+
+    frame = pd.read_csv(data)
+    res = ee.meta(frame, "yi", "vi", cluster="study", within="esid", mods=["x"], missing="drop")
+    got = json.loads(out.read_text())
+    assert [c["estimate"] for c in got["coefficients"]] == pytest.approx(res.coefficients.estimate, rel=1e-12)
+    assert [c["se"] for c in got["robust"]["coefficients"]] == pytest.approx(
+        res.robust("study").coefficients.se, rel=1e-12
+    )
+    assert got["input"]["rows_dropped"] == 1
 
 
 def test_public_names_resolve_lazily() -> None:

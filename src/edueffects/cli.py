@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from edueffects.io import Source
+    from edueffects.io.columns import Columns
     from edueffects.meta.dependence import RhoSensitivity
 
 
@@ -291,7 +292,7 @@ def _new_moderators(values: list[str]) -> dict[str, list[object]]:
     return columns
 
 
-def _rho_sensitivity(args: argparse.Namespace, data: pd.DataFrame, mods: str | list[str]) -> RhoSensitivity:
+def _rho_sensitivity(args: argparse.Namespace, data: Columns, mods: str | list[str]) -> RhoSensitivity:
     """``--rho-sensitivity``: the model refitted at each rho, CR2 tests clustered by ``--cluster``."""
     from edueffects.meta import rho_sensitivity
 
@@ -324,7 +325,7 @@ def _run_meta(args: argparse.Namespace) -> int:
 
     check_outputs([args.file], args.json, [("--plots", args.plots)])
     table = load_table(args.file, read_options(args))
-    data = table.frame
+    data = table.columns
     if args.labels is not None and args.labels not in data.columns:
         raise InputError("--labels: column '{0}' not found", args.labels)
     mods = _moderators(args.mods)

@@ -22,9 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from edueffects.core.errors import InputError, Message
+from edueffects.io.columns import Column, from_masked
 
 if TYPE_CHECKING:
     import duckdb
@@ -417,7 +418,14 @@ def csv_error(plan: Layout, exc: BaseException) -> InputError:
     return InputError("file '{0}' could not be read as {1}: {2}", plan.file, "CSV", first)
 
 
-def read_frame(con: duckdb.DuckDBPyConnection, plan: Layout) -> tuple[object, Layout]:
-    """The whole file as a DataFrame with checked types."""
+def read_columns(con: duckdb.DuckDBPyConnection, plan: Layout) -> tuple[list[Column], Layout]:
+    """Every column of the file, in order, as numpy arrays with checked types (missing values as
+    :mod:`edueffects.io.columns` holds them)."""
+
+    def run(p: Layout) -> list[Column]:
+        select = ", ".join(f"{p.expr(i)} AS c{i}" for i in range(len(p.names)))
+        result = con.execute(f"SELECT {select} FROM {p.source_sql(path)}").fetchnumpy()
+        return [from_masked(cast("Column", result[f"c{i}"])) for i in range(len(p.names))]
+
     with utf8_copy(plan) as path:
-        return read_typed(plan, lambda p: con.execute(p.select_sql(path)).df())
+        return read_typed(plan, run)

@@ -19,17 +19,19 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from edueffects.core.errors import InputError, Message
-from edueffects.io.delimited import NA_TOKENS, NUMBER, Layout, layout, quote, read_frame, read_typed
+from edueffects.io.columns import Column, Columns, column_values, missing_mask
+from edueffects.io.delimited import NA_TOKENS, NUMBER, Layout, layout, quote, read_columns, read_typed
 
 if TYPE_CHECKING:
     import duckdb
+    import pandas as pd
 
 DELIMITED = (".csv", ".tsv", ".txt")
 FORMATS = (".csv", ".tsv", ".txt", ".parquet", ".xlsx", ".sav", ".dta")
@@ -58,10 +60,15 @@ class ReadOptions:
 
 @dataclass(frozen=True, eq=False)
 class Table:
-    """A table as read, with the notes a reader should see (detected decimal commas, skipped rows)."""
+    """A table as read, with the notes a reader should see (detected decimal commas, skipped rows);
+    ``frame`` is the same table as a pandas DataFrame, built when first asked for."""
 
-    frame: pd.DataFrame
+    columns: Columns
     notes: tuple[Message, ...] = ()
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        return self.columns.to_frame()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -87,9 +94,9 @@ def load_table(path: str | Path | os.PathLike[str], options: ReadOptions | None 
     opts = options or ReadOptions()
     try:
         if suffix in DELIMITED:
-            frame, notes = _read_delimited(file, opts)
+            named, notes = _read_delimited(file, opts)
         else:
-            frame, notes = _read_other(file, suffix, opts), ()
+            named, notes = _read_other(file, suffix, opts), ()
     except InputError:
         raise
     except MemoryError:
@@ -100,8 +107,8 @@ def load_table(path: str | Path | os.PathLike[str], options: ReadOptions | None 
         raise InputError(
             "file '{0}' could not be read as {1}: {2}", file, suffix[1:].upper(), _first_line(exc)
         ) from exc
-    frame, more = _finish(frame, file)
-    return Table(frame, (*notes, *more))
+    columns, more = _finish(named, file)
+    return Table(columns, (*notes, *more))
 
 
 def read_table(path: str | Path | os.PathLike[str], options: ReadOptions | None = None) -> pd.DataFrame:
@@ -109,30 +116,25 @@ def read_table(path: str | Path | os.PathLike[str], options: ReadOptions | None 
     return load_table(path, options).frame
 
 
-def _read_delimited(file: Path, opts: ReadOptions) -> tuple[pd.DataFrame, tuple[Message, ...]]:
+NamedColumns = list[tuple[str, Column]]
+"""The columns of a file in order, named as in its header (names may still be empty or repeated)."""
+
+
+def _read_delimited(file: Path, opts: ReadOptions) -> tuple[NamedColumns, tuple[Message, ...]]:
     import duckdb
 
     plan = layout(file, opts.encoding, opts.delimiter, opts.decimal)
     con = duckdb.connect()
     try:
-        result, plan = read_frame(con, plan)
+        arrays, plan = read_columns(con, plan)
     finally:
         con.close()
-    assert isinstance(result, pd.DataFrame)
-    frame = result
-    frame.columns = pd.Index(list(plan.names))
-    for col in range(frame.shape[1]):
-        series = frame.iloc[:, col]
-        if pd.api.types.is_integer_dtype(series.dtype) and not isinstance(series.dtype, np.dtype):
-            frame.isetitem(
-                col, series.to_numpy("float64", na_value=np.nan) if series.isna().any() else series.to_numpy("int64")
-            )
-        elif pd.api.types.is_bool_dtype(series.dtype) and not isinstance(series.dtype, np.dtype):
-            frame.isetitem(col, series.to_numpy(object) if series.isna().any() else series.to_numpy(bool))
-    return frame, plan.notes
+    return list(zip(plan.names, arrays, strict=True)), plan.notes
 
 
-def _read_other(file: Path, suffix: str, opts: ReadOptions) -> pd.DataFrame:
+def _read_other(file: Path, suffix: str, opts: ReadOptions) -> NamedColumns:
+    import pandas as pd
+
     if suffix == ".parquet":
         frame = pd.read_parquet(file)
     elif suffix == ".xlsx":
@@ -153,11 +155,13 @@ def _read_other(file: Path, suffix: str, opts: ReadOptions) -> pd.DataFrame:
             if isinstance(frame[col].dtype, pd.CategoricalDtype):
                 frame[col] = frame[col].astype(object)
     frame = pd.DataFrame(frame)
+    named: NamedColumns = []
     for i in range(frame.shape[1]):
         series = frame.iloc[:, i]
         if series.dtype == object:
-            frame.isetitem(i, _typed_objects(series, opts.decimal or ".").to_numpy())
-    return frame
+            series = _typed_objects(series, opts.decimal or ".")
+        named.append((str(frame.columns[i]), column_values(series)))
+    return named
 
 
 def _header_name(value: object) -> str:
@@ -188,42 +192,43 @@ def _typed_objects(series: pd.Series, decimal: str) -> pd.Series:
     return values.infer_objects()
 
 
-def _finish(frame: pd.DataFrame, file: Path) -> tuple[pd.DataFrame, tuple[Message, ...]]:
+def _finish(named: NamedColumns, file: Path) -> tuple[Columns, tuple[Message, ...]]:
     """The checks every table gets, whatever its format."""
     notes: list[Message] = []
-    names = [str(c).strip() for c in frame.columns]
-    keep: list[int] = []
+    kept: NamedColumns = []
     unnamed = 0
-    for i, name in enumerate(names):
+    for i, (raw_name, values) in enumerate(named):
+        name = raw_name.strip()
         if name:
-            keep.append(i)
-        elif frame.iloc[:, i].isna().all():
+            kept.append((name, values))
+        elif missing_mask(values).all():
             unnamed += 1
         else:
             raise InputError("file '{0}': column {1} has values but no name in the header", file, i + 1)
-    frame = frame.iloc[:, keep].copy()
-    frame.columns = pd.Index([names[i] for i in keep])
     if unnamed:
         notes.append(Message("file '{0}': {1} empty column(s) without a name ignored", file, unnamed))
-    duplicated = frame.columns[frame.columns.duplicated()]
-    if len(duplicated):
-        raise InputError("file '{0}': column name '{1}' appears twice; rename one", file, duplicated[0])
-    if frame.shape[1] == 0:
+    seen: set[str] = set()
+    for name, _ in kept:
+        if name in seen:
+            raise InputError("file '{0}': column name '{1}' appears twice; rename one", file, name)
+        seen.add(name)
+    if not kept:
         raise InputError("file '{0}' is empty", file)
-    if frame.empty:
+    table = Columns(dict(kept))
+    if len(table) == 0:
         raise InputError("file '{0}' has a header but no rows", file)
-    empty = frame.isna().all(axis=1).to_numpy()
+    empty = np.logical_and.reduce([missing_mask(values) for _, values in kept])
     if empty.any():
-        frame = frame.loc[~empty].reset_index(drop=True)
+        table = table.take(np.flatnonzero(~empty))
         notes.append(Message("file '{0}': {1} empty row(s) skipped", file, int(empty.sum())))
-        if frame.empty:
+        if len(table) == 0:
             raise InputError("file '{0}' has a header but no rows", file)
-    return frame, tuple(notes)
+    return table, tuple(notes)
 
 
-def missing_counts(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, int]:
+def missing_counts(table: pd.DataFrame | Columns, columns: Sequence[str]) -> dict[str, int]:
     """Missing values per column (columns absent from the table are left out)."""
-    return {c: int(frame[c].isna().sum()) for c in dict.fromkeys(columns) if c in frame.columns}
+    return {c: int(missing_mask(np.asarray(table[c])).sum()) for c in dict.fromkeys(columns) if c in table.columns}
 
 
 def _drop_rows(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, dict[str, int], int]:
@@ -237,18 +242,25 @@ def _drop_rows(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFram
 drop_missing = _drop_rows
 
 
-def holds_dates(series: pd.Series) -> bool:
+def holds_dates(values: pd.Series | Column) -> bool:
     """Whether a column holds dates (an Excel date format, SPSS dates, or date text such as 01.03.2020)."""
-    if pd.api.types.is_datetime64_any_dtype(series.dtype) or isinstance(series.dtype, pd.PeriodDtype):
+    if not isinstance(values, np.ndarray):  # a pandas column
+        import pandas as pd
+
+        if pd.api.types.is_datetime64_any_dtype(values.dtype) or isinstance(values.dtype, pd.PeriodDtype):
+            return True
+        values = column_values(values)
+    kind = values.dtype.kind
+    if kind == "M":
         return True
-    if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+    if kind != "O":
         return False
-    present = series.dropna()
-    if present.empty:
+    present = values[~missing_mask(values)]
+    if present.size == 0:
         return False
     if all(isinstance(v, dt.date | dt.time) for v in present):
         return True
-    return bool(present.astype(str).str.strip().str.fullmatch(DATE_TEXT).all())
+    return all(DATE_TEXT.fullmatch(str(v).strip()) is not None for v in present)
 
 
 def checksum(path: str | Path | os.PathLike[str]) -> str:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 from scipy import sparse
 
@@ -31,6 +30,10 @@ from edueffects.core.results import ResultDisplay
 from edueffects.options import DEFAULT_RHOS
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from edueffects.io.columns import TableLike
+    from edueffects.meta.design import MetaData
     from edueffects.meta.result import MetaResult
 
 IntArray = NDArray[np.intp]
@@ -121,15 +124,16 @@ def che_heterogeneity(x: Array, y: Array, v: Array, cluster: IntArray, rho: floa
     return qe, (k - p) / trace_p
 
 
-def check_within_unique(frame: pd.DataFrame, cluster: str, within: str | None, rows: IntArray) -> None:
+def check_within_unique(md: MetaData, cluster: str, within: str | None) -> None:
     """With a known correlation every effect of a cluster is a distinct outcome: ``within`` must not
-    repeat inside a cluster (metafor ``vcalc``'s ``obs``). ``rows``: the data row of each row of
-    ``frame`` (rows with missing values may have been dropped), for the message."""
+    repeat inside a cluster (metafor ``vcalc``'s ``obs``); the message names the data row."""
     if within is None:
         return
-    repeated = frame.duplicated(subset=[cluster, within]).to_numpy()
-    if repeated.any():
-        row = int(rows[np.flatnonzero(repeated)[0]])
+    pairs = md.level_codes[1]  # one code per (cluster, within) pair
+    first_seen = np.zeros(pairs.size, dtype=bool)
+    first_seen[np.unique(pairs, return_index=True)[1]] = True
+    if not first_seen.all():
+        row = int(md.rows[np.flatnonzero(~first_seen)[0]])
         raise InputError(
             "with rho, '{0}' must identify the effects within each '{1}': row {2} repeats a value",
             within,
@@ -197,6 +201,8 @@ class RhoSensitivity(ResultDisplay):
 
 def _rho_values(rhos: object, cluster: str) -> tuple[float, ...]:
     """``rhos`` as distinct validated values in the order given (a list, tuple, 1-d array or Series)."""
+    import pandas as pd
+
     if isinstance(rhos, np.ndarray | pd.Series) and np.ndim(rhos) == 1:
         rhos = [value.item() if isinstance(value, np.generic) else value for value in rhos]
     if isinstance(rhos, str) or not isinstance(rhos, Sequence) or len(rhos) == 0:
@@ -224,7 +230,7 @@ def _fit_warnings(values: Sequence[float], results: Sequence[MetaResult]) -> tup
 
 
 def rho_sensitivity(
-    data: pd.DataFrame,
+    data: TableLike,
     yi: str,
     vi: str,
     cluster: str,
@@ -241,6 +247,8 @@ def rho_sensitivity(
     (clubSandwich ``coef_test(vcov = "CR2")``), which stay valid whatever the true correlation.
     ``warnings`` holds the fits' warnings (rows dropped, boundary estimates), each with its rho unless
     every fit gave it."""
+    import pandas as pd
+
     if "rho" in options:
         raise InputError("rho_sensitivity fits every value of rhos: give rhos, not rho")
     values = _rho_values(rhos, cluster)

@@ -13,14 +13,21 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from edueffects.core.errors import InputError
 from edueffects.core.jet import Array
+from edueffects.io.columns import Column, Columns, is_data_frame, missing_mask
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from edueffects.io.columns import (
+        TableLike,  # pandas is imported where a DataFrame is needed (formulas, text read as numbers)
+    )
 
 MissingPolicy = Literal["error", "drop"]
 # effects and sampling variances this program can compute with meaningfully (beyond them squares,
@@ -31,7 +38,9 @@ VARIANCE_RANGE = (1e-12, 1e16)
 
 @dataclass(frozen=True, eq=False)
 class MetaData:
-    """Validated model inputs; ``rows`` are the 0-based positions of the used rows in the input."""
+    """Validated model inputs; ``rows`` are the 0-based positions of the used rows in the input,
+    ``table`` the used rows of every column; ``source`` the same rows of the user's DataFrame (None
+    when the data came as columns)."""
 
     y: Array
     v: Array
@@ -41,24 +50,31 @@ class MetaData:
     level_codes: tuple[NDArray[np.intp], ...]
     rows: NDArray[np.intp]
     n_dropped: int
-    frame: pd.DataFrame
+    table: Columns
+    source: pd.DataFrame | None = None
 
 
-def mixed_type_position(values: pd.Series) -> int | None:
+def _is_text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def mixed_type_position(values: ArrayLike) -> int | None:
     """Position of the first value whose kind (text or number) differs from the first value's, when a
     grouping column mixes them (``1`` and ``"1"`` would otherwise be two groups); None otherwise."""
-    if values.dtype.kind != "O" or pd.api.types.infer_dtype(values, skipna=True) not in ("mixed", "mixed-integer"):
+    array = np.asarray(values)
+    if array.dtype.kind != "O" or array.size == 0:
         return None
-    kinds = values.map(lambda value: isinstance(value, str)).to_numpy()
-    return int(np.flatnonzero(kinds != kinds[0])[0])
+    text = np.asarray(np.frompyfunc(_is_text, 1, 1)(array), dtype=bool)
+    differs = np.flatnonzero(text != text[0])
+    return int(differs[0]) if differs.size else None
 
 
-def sorted_codes(values: pd.Series | NDArray[np.generic]) -> NDArray[np.intp]:
+def sorted_codes(values: ArrayLike) -> NDArray[np.intp]:
     """Integer codes 0..G-1 of a column, numbered in the sorted order of its distinct values.
 
     An integer column already in order (the usual layout: rows sorted by cluster) takes one pass of
-    numpy (a running count of value changes); any other column goes through ``pd.factorize``."""
-    array = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    numpy (a running count of value changes); any other column is sorted (``np.unique``)."""
+    array = np.asarray(values)
     if array.dtype.kind in "iu" and array.ndim == 1:
         change = np.empty(array.size, dtype=bool)
         if array.size:
@@ -68,13 +84,11 @@ def sorted_codes(values: pd.Series | NDArray[np.generic]) -> NDArray[np.intp]:
             codes = np.cumsum(change, dtype=np.intp)
             codes -= 1
             return codes
-    codes, uniques = pd.factorize(values)
-    rank = np.empty(len(uniques), dtype=np.intp)
-    rank[np.argsort(np.asarray(uniques), kind="stable")] = np.arange(len(uniques))
-    return rank[codes]
+    _, codes = np.unique(array, return_inverse=True)
+    return np.asarray(codes, dtype=np.intp).reshape(-1)
 
 
-def _require_columns(data: pd.DataFrame, columns: Sequence[str]) -> None:
+def _require_columns(data: pd.DataFrame | Columns, columns: Sequence[str]) -> None:
     for col in columns:
         if col not in data.columns:
             available = ", ".join(map(str, data.columns))
@@ -86,10 +100,13 @@ def _row_list(rows: NDArray[np.intp], limit: int = 5) -> str:
     return shown + (", ..." if rows.size > limit else "")
 
 
-def _numeric(data: pd.DataFrame, col: str) -> Array:
-    series = data[col]
-    if pd.api.types.is_bool_dtype(series):
-        return series.to_numpy(dtype=np.float64)
+def _numeric(data: Columns, col: str) -> Array:
+    values = data[col]
+    if values.dtype.kind in "biuf":
+        return values.astype(np.float64)
+    import pandas as pd  # text, dates or mixed values: pandas' reading of numbers
+
+    series = pd.Series(values)
     converted = pd.to_numeric(series, errors="coerce")
     bad = np.flatnonzero(converted.isna().to_numpy() & series.notna().to_numpy())
     if bad.size:
@@ -314,7 +331,7 @@ def _formula_columns(formula: str, columns: Sequence[object]) -> list[str]:
 
 
 def used_columns(
-    data: pd.DataFrame,
+    data: pd.DataFrame | Columns,
     yi: str,
     vi: str,
     cluster: str | None,
@@ -328,37 +345,41 @@ def used_columns(
     return list(dict.fromkeys([yi, vi, *([cluster] if cluster else []), *([within] if within else []), *extra]))
 
 
-def _is_number_column(series: pd.Series) -> bool:
-    return bool(pd.api.types.is_numeric_dtype(series)) and not pd.api.types.is_bool_dtype(series)
+def _is_number_column(values: Column) -> bool:
+    return values.dtype.kind in "iuf"
 
 
-def moderator_matrix(data: pd.DataFrame, formula: str, categorical: Sequence[str]) -> tuple[Array, ModelTerms]:
-    """The model matrix of a checked moderator formula (intercept unless it drops it) and its terms."""
+def moderator_matrix(
+    data: Columns, formula: str, categorical: Sequence[str], source: pd.DataFrame | None = None
+) -> tuple[Array, ModelTerms]:
+    """The model matrix of a checked moderator formula (intercept unless it drops it) and its terms.
+
+    Numeric columns added to each other need no formula machinery; any other formula is evaluated by
+    formulaic on ``source`` (the user's DataFrame, same rows as ``data``) or on ``data`` as a DataFrame."""
     required = _formula_columns(formula, list(data.columns))
     _require_columns(data, required)
-    used = data[required]
     from edueffects.io import holds_dates
 
     for col in required:
-        series = used[col]
-        if holds_dates(series):
+        values = data[col]
+        if holds_dates(values if source is None else source[col]):
             raise InputError(
                 "moderator '{0}' holds dates (an Excel date format?): convert it to a number such as the year", col
             )
-        if col in categorical or not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
-            levels = series.unique()
+        if col in categorical or values.dtype.kind not in "biuf":
+            levels = _distinct(values)
             if len(levels) < 2:
                 raise InputError(
                     "moderator '{0}' has a single level ({1}): its effect cannot be estimated",
                     col,
                     repr(_format_level(levels[0])),
                 )
-    bools = frozenset(c for c in required if pd.api.types.is_bool_dtype(used[c]))
+    bools = frozenset(c for c in required if data[c].dtype.kind == "b")
     plain = _plain_columns(formula)
     spec: Any = None
-    if plain is not None and all(_is_number_column(used[c]) and c not in categorical for c in plain):
+    if plain is not None and all(_is_number_column(data[c]) and c not in categorical for c in plain):
         # numeric columns as they are: the model matrix needs no formula machinery
-        x = np.column_stack([np.ones(len(data)), *(used[c].to_numpy(dtype=np.float64) for c in plain)])
+        x = np.column_stack([np.ones(len(data)), *(data[c].astype(np.float64) for c in plain)])
         names = ("intrcpt", *plain)
         terms: tuple[tuple[str, tuple[int, ...]], ...] = (
             ("intrcpt", (0,)),
@@ -368,6 +389,7 @@ def moderator_matrix(data: pd.DataFrame, formula: str, categorical: Sequence[str
         from formulaic import Formula
         from formulaic.errors import FormulaicError
 
+        used = source[required] if source is not None else data.select(required).to_frame()
         try:
             mm = Formula(formula).get_model_matrix(used, na_action="raise")
         except FormulaicError as error:
@@ -394,8 +416,18 @@ def moderator_matrix(data: pd.DataFrame, formula: str, categorical: Sequence[str
     return x, ModelTerms(formula=formula, coef_names=names, terms=terms, spec=spec, columns=tuple(required))
 
 
+def _distinct(values: Column) -> list[object]:
+    """The distinct present values of a column, in order of first appearance."""
+    present = values[~missing_mask(values)]
+    try:
+        _, first = np.unique(present, return_index=True)
+    except TypeError:  # text mixed with numbers: compared as text only to find the distinct ones
+        _, first = np.unique(present.astype(str), return_index=True)
+    return [present[i] for i in np.sort(first)]
+
+
 def prepare(
-    data: pd.DataFrame,
+    data: TableLike,
     yi: str,
     vi: str,
     cluster: str | None,
@@ -404,26 +436,27 @@ def prepare(
     categorical: Sequence[str],
     missing: MissingPolicy,
 ) -> MetaData:
-    """Validate the table and build the arrays of one meta-analytic model."""
-    if not isinstance(data, pd.DataFrame):
-        raise InputError("data must be a pandas DataFrame (got {0})", type(data).__name__)
+    """Validate the table (a DataFrame, :class:`~edueffects.io.columns.Columns` or a mapping of
+    column names to arrays) and build the arrays of one meta-analytic model."""
+    source = data.reset_index(drop=True) if is_data_frame(data) else None  # type: ignore[union-attr]
+    table = Columns.of(data)
     if within is not None and cluster is None:
         raise InputError("'within' needs 'cluster': effects are nested within clusters")
     formula, written = moderator_formula(mods, categorical)
     if written:
-        _check_formula(formula, list(data.columns))
-    mod_columns = _formula_columns(formula, list(data.columns))
+        _check_formula(formula, list(table.columns))
+    mod_columns = _formula_columns(formula, list(table.columns))
     used = [yi, vi, *([cluster] if cluster else []), *([within] if within else []), *mod_columns]
-    _require_columns(data, used)
-    frame = data.reset_index(drop=True)
-    y_all = _numeric(frame, yi)
-    v_all = _numeric(frame, vi)
-    mask = frame[list(dict.fromkeys(used))].isna().any(axis=1).to_numpy()
+    _require_columns(table, used)
+    y_all = _numeric(table, yi)
+    v_all = _numeric(table, vi)
+    missing_by_column = {c: missing_mask(table[c]) for c in dict.fromkeys(used)}
+    mask = np.logical_or.reduce(list(missing_by_column.values()))
     n_dropped = 0
     if mask.any():
         if missing == "error":
             first = int(np.flatnonzero(mask)[0])
-            col = next(c for c in used if bool(frame[c].isna().iloc[first]))
+            col = next(c for c in used if bool(missing_by_column[c][first]))
             raise InputError(
                 "column '{0}' row {1} is missing; {2} row(s) have missing values "
                 "(fix them, or drop them explicitly with missing='drop' / --drop-missing)",
@@ -434,7 +467,8 @@ def prepare(
         n_dropped = int(mask.sum())
     rows = np.flatnonzero(~mask).astype(np.intp)
     if n_dropped:
-        frame = frame.iloc[rows].reset_index(drop=True)
+        table = table.take(rows)
+        source = None if source is None else source.iloc[rows].reset_index(drop=True)
         y, v = y_all[rows], v_all[rows]
     else:  # every row used: no copy of the table
         y, v = y_all, v_all
@@ -478,14 +512,14 @@ def prepare(
             low,
             high,
         )
-    x, terms = moderator_matrix(frame, formula, categorical)
+    x, terms = moderator_matrix(table, formula, categorical, source)
     k, p = x.shape
     if k <= p:
         raise InputError("{0} usable row(s) for {1} coefficient(s): a model needs more rows than coefficients", k, p)
     level_names: list[str] = []
     codes: list[NDArray[np.intp]] = []
     for key, column in (("cluster", cluster), ("within", within)):
-        position = None if column is None else mixed_type_position(frame[column])
+        position = None if column is None else mixed_type_position(table[column])
         if column is not None and position is not None:
             raise InputError(
                 "column '{0}' ({1}) mixes numbers and text (effect {2}): give one type",
@@ -494,11 +528,11 @@ def prepare(
                 int(rows[position]) + 1,
             )
     if cluster is not None:
-        outer = sorted_codes(frame[cluster])
+        outer = sorted_codes(table[cluster])
         level_names.append(cluster)
         codes.append(outer)
         if within is not None:
-            inner = sorted_codes(frame[within]).astype(np.int64)
+            inner = sorted_codes(table[within]).astype(np.int64)
             combined = outer.astype(np.int64) * (int(inner.max()) + 1) + inner
             codes.append(sorted_codes(combined))
             level_names.append(f"{cluster}/{within}")
@@ -511,5 +545,6 @@ def prepare(
         level_codes=tuple(codes),
         rows=rows,
         n_dropped=n_dropped,
-        frame=frame,
+        table=table,
+        source=source,
     )

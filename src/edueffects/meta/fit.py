@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from edueffects.core.distributions import chi2_sf
@@ -38,6 +37,9 @@ from edueffects.options import (
     TestMethod,
 )
 from edueffects.options import LIKELIHOOD_METHODS as LIKELIHOOD
+
+if TYPE_CHECKING:
+    from edueffects.io.columns import TableLike  # pandas is imported where a table is built
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,7 +249,7 @@ def _single_group_levels(
 
 
 def meta(
-    data: pd.DataFrame,
+    data: TableLike,
     yi: str,
     vi: str,
     cluster: str | None = None,
@@ -287,7 +289,7 @@ def meta(
     rho = check_rho(rho, cluster)
     md = prepare(data, yi, vi, cluster, within, mods, list(categorical or []), missing)
     if rho and cluster is not None:
-        check_within_unique(md.frame, cluster, within, md.rows)
+        check_within_unique(md, cluster, within)
     x, y, v = md.x, md.y, md.v
     k, p = x.shape
     warnings: list[Message] = []
@@ -377,7 +379,8 @@ def meta(
         theta=theta if fit.model == "multilevel" else np.zeros(0),
         beta=beta,
         cov_beta=cov_model,
-        frame=md.frame,
+        table=md.table,
+        source=md.source,
         residual_variance=float(theta[0]) if fit.model == "univariate" else 0.0,
         terms=md.terms,
         estimated=fit.estimated,

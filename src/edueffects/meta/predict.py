@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from edueffects.core.blocks import iter_blocks
 from edueffects.core.errors import InputError
@@ -26,6 +26,9 @@ from edueffects.core.inference import critical_value
 from edueffects.core.jet import Array
 from edueffects.core.results import ResultDisplay, format_level
 from edueffects.options import TRANSFORMS
+
+if TYPE_CHECKING:  # pandas is imported where a table is built
+    import pandas as pd
 
 
 def _identity(values: Array) -> Array:
@@ -80,6 +83,8 @@ def prediction_table(
     labels: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """``pred, se, ci_lb, ci_ub, pi_lb, pi_ub`` at the rows of ``x_new`` (PI only for random-effects models)."""
+    import pandas as pd
+
     pred = x_new @ beta
     se = np.sqrt(np.einsum("ij,jk,ik->i", x_new, cov_beta, x_new))
     crit = float(critical_value(df, level))
@@ -103,6 +108,8 @@ def univariate_blup(
     x: Array, y: Array, v: Array, beta: Array, cov_beta: Array, tau2: float, df: float, level: float
 ) -> pd.DataFrame:
     """Best linear unbiased predictions of the true effects of a random-effects model."""
+    import pandas as pd
+
     shrink = tau2 / (tau2 + v)
     fitted = x @ beta
     pred = shrink * y + (1.0 - shrink) * fitted
@@ -127,6 +134,8 @@ def multilevel_ranef(
     """Predicted random effects of every level (outer first), one row per group code. ``working``: the
     marginal covariance as block levels (row variance, codes, variances, loadings) when it is not
     ``diag(v)`` plus the random intercepts (correlated sampling errors, :meth:`FittedState.working_levels`)."""
+    import pandas as pd
+
     resid = y - x @ beta
     p = x.shape[1]
     n_groups = [int(c.max()) + 1 for c in level_codes]

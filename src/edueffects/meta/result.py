@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from edueffects.core.errors import InputError
@@ -30,8 +29,9 @@ from edueffects.core.results import (
     hypothesis_matrix as core_hypothesis_matrix,
 )
 from edueffects.core.robust import RobustCovariance, cr2
+from edueffects.io.columns import Columns, missing_mask
 from edueffects.meta.dependence import che_loadings, multilevel_design
-from edueffects.meta.design import ModelTerms, sorted_codes
+from edueffects.meta.design import ModelTerms, mixed_type_position, sorted_codes
 from edueffects.meta.intervals import VarianceProfiles
 from edueffects.meta.predict import (
     TRANSFORM_FUNCTIONS,
@@ -42,6 +42,9 @@ from edueffects.meta.predict import (
     univariate_blup,
 )
 from edueffects.options import DEFAULT_ROBUST_TEST, ROBUST_TESTS, RobustTest
+
+if TYPE_CHECKING:  # pandas is imported where a table is built
+    import pandas as pd
 
 ArrayLike = NDArray[np.float64] | Sequence[Sequence[float]] | Sequence[float]
 
@@ -111,11 +114,17 @@ class FittedState:
     theta: Array
     beta: Array
     cov_beta: Array
-    frame: pd.DataFrame
+    table: Columns
     residual_variance: float
     terms: ModelTerms
     estimated: tuple[bool, ...]
     rho: float = 0.0  # known sampling correlation within the outer level (CHE); 0: independent
+    source: pd.DataFrame | None = field(default=None, repr=False)
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """The fitted rows as a DataFrame: the user's own (its column types kept), or built from ``table``."""
+        return self.source if self.source is not None else self.table.to_frame()
 
     def working_levels(self) -> tuple[Array, list[NDArray[np.intp]], Array, list[Array] | None]:
         """The marginal covariance as :func:`edueffects.core.blocks.block_covariance` levels: row variance,
@@ -320,20 +329,24 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
         working covariance is the model's (with ``rho``: the CHE model, as clubSandwich on ``rma.mv``)."""
         fit = self.state
         if isinstance(cluster, str):
-            if cluster not in fit.frame.columns:
+            if cluster not in fit.table.columns:
                 raise InputError("robust cluster column '{0}' not found", cluster)
-            values = fit.frame[cluster]
+            values = fit.table[cluster]
             label = cluster
         else:
-            values = pd.Series(np.asarray(cluster))
+            values = np.asarray(cluster)
             label = "cluster"
             if len(values) != self.k:
                 raise InputError("robust cluster has {0} values for {1} rows", len(values), self.k)
-        if not (isinstance(values.dtype, np.dtype) and values.dtype.kind in "iub"):  # numpy integers: never missing
-            missing = values.isna().to_numpy()
-            if missing.any():
-                row = int(np.flatnonzero(missing)[0])
-                raise InputError("robust cluster '{0}' is missing in row {1}", label, row + 1)
+        missing = missing_mask(values)
+        if missing.any():
+            row = int(np.flatnonzero(missing)[0])
+            raise InputError("robust cluster '{0}' is missing in row {1}", label, row + 1)
+        mixed = mixed_type_position(values)
+        if mixed is not None:
+            raise InputError(
+                "column '{0}' ({1}) mixes numbers and text (effect {2}): give one type", label, "robust", mixed + 1
+            )
         codes = sorted_codes(values)
         if fit.level_codes:
             outer = fit.level_codes[0]
@@ -387,6 +400,8 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
         return Predictions(table=table, level=lev, transform=transform, model=self.model)
 
     def _new_rows(self, newmods: object) -> tuple[Array, pd.DataFrame | None]:
+        import pandas as pd
+
         terms = self.terms
         p = len(terms.coef_names)
         if newmods is None:
@@ -416,6 +431,8 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
 
     def fitted(self) -> pd.Series:
         """Fitted values ``x_i'b`` of the rows used in the fit (metafor ``fitted``)."""
+        import pandas as pd
+
         return pd.Series(self.state.x @ self.coefficients.estimate, name="fitted")
 
     def blup(self) -> pd.DataFrame:
@@ -429,6 +446,8 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
 
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Predicted random effects per level (outer first), indexed by group (metafor ``ranef``)."""
+        import pandas as pd
+
         if self.model != "multilevel":
             raise InputError("ranef() is for multilevel models; use blup() for a random-effects model")
         s = self.state
@@ -449,10 +468,8 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
         for depth, (name, table) in enumerate(zip(s.level_names, tables, strict=True)):
             codes = s.level_codes[depth]
             _, first = np.unique(codes, return_index=True)
-            parts = [s.frame[c].iloc[first].map(_label) for c in columns[: depth + 1]]
-            labels = parts[0].to_numpy(dtype=object)
-            for extra in parts[1:]:
-                labels = labels + "/" + extra.to_numpy(dtype=object)
+            parts = [[_label(value) for value in s.table[c][first]] for c in columns[: depth + 1]]
+            labels = np.array(["/".join(names) for names in zip(*parts, strict=True)], dtype=object)
             out[name] = table.set_axis(pd.Index(labels, name=name))
         return out
 
@@ -460,6 +477,8 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
     def profile(self, component: int, points: int = 31) -> pd.DataFrame:
         """Profile log-likelihood of one variance component (multilevel models) over a grid from 0
         to beyond its profile CI: columns ``sigma2``, ``loglik``, ``deviance`` (2 x drop from the maximum)."""
+        import pandas as pd
+
         if self.model != "multilevel":
             raise InputError("profile curves are computed for multilevel models")
         fit = self.state
