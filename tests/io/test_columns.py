@@ -67,6 +67,8 @@ def test_columns_refuse_ragged_or_foreign_data() -> None:
         Columns({"a": np.zeros((2, 2))})
     with pytest.raises(InputError, match="DataFrame or a mapping"):
         Columns.of([1, 2, 3])
+    with pytest.raises(InputError, match="'a' appears twice"):
+        Columns.of(pd.DataFrame([[1, 2, 3]], columns=["a", "b", "a"]))
 
 
 def test_table_frame_is_built_on_demand_and_matches_the_columns(tmp_path: Path) -> None:

@@ -147,7 +147,12 @@ class Columns:
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> Columns:
         """The columns of a DataFrame as numpy arrays (see :func:`column_values`)."""
-        return cls({str(name): column_values(frame.iloc[:, i]) for i, name in enumerate(frame.columns)})
+        arrays = {str(name): column_values(series) for name, series in frame.items()}
+        if len(arrays) < frame.shape[1]:
+            names = [str(name) for name in frame.columns]
+            repeated = next(name for name in names if names.count(name) > 1)
+            raise InputError("column name '{0}' appears twice in the data; rename one", repeated)
+        return cls(arrays)
 
     @classmethod
     def of(cls, data: object) -> Columns:
