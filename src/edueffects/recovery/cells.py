@@ -19,16 +19,18 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 
 from edueffects.core.errors import InputError, Message, Phrase, Quantity
 from edueffects.core.results import ResultDisplay
 from edueffects.io.json_output import json_safe
 from edueffects.recovery.data import CellTable, RecoverySpec, finish_cells
 from edueffects.recovery.disclosure import POOL_SEPARATOR, STATISTICS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 METADATA_KEY = "edueffects.cells"
 FORMAT = "edueffects recovery cells"
@@ -339,6 +341,8 @@ def cell_table(
         n_students = n_rows = int(part["n"].sum())
         notes.append(Message("occasion '{0}': {1} = before, {2} = after", roles.occasion, *cells.occasions[:2]))
     stat_cols = [c for c in out.columns if c not in ("school", "cohort")]
+    import pandas as pd
+
     # a fixed file has fixed sums: they identify the data of a fit exactly (likelihood-ratio tests)
     out["checksum"] = pd.util.hash_pandas_object(out[stat_cols], index=False).to_numpy().astype(np.float64)
     for mod in spec.moderators:

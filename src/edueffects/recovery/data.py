@@ -8,20 +8,32 @@ too and ends in one :class:`InputError` line naming the column, the school or th
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeGuard, cast
 
 import numpy as np
-import pandas as pd
+from numpy.typing import NDArray
 
 from edueffects.core.errors import InputError, Message
+from edueffects.core.jet import Array
+from edueffects.recovery.frame import (
+    CellFrame,
+    Schools,
+    as_cells,
+    codes,
+    first_per_group,
+    floats,
+    group_counts,
+    sorted_codes,
+)
 
 if TYPE_CHECKING:
     import duckdb
-from edueffects.core.jet import Array
+    import pandas as pd
 
 ModelKind = Literal["gain", "long_linked", "long_unlinked"]
 # scores and moderators beyond +/-LARGEST are refused before their sums of squares lose meaning or overflow
@@ -69,7 +81,7 @@ class CellTable:
     """
 
     kind: ModelKind
-    frame: pd.DataFrame
+    frame: CellFrame | pd.DataFrame
     n_students: int
     n_rows: int
     dose: tuple[str, ...]
@@ -142,11 +154,17 @@ def _database() -> duckdb.DuckDBPyConnection:
     return duckdb.connect()
 
 
+def _is_frame(data: object) -> TypeGuard[pd.DataFrame]:
+    """Whether ``data`` is a pandas DataFrame (without importing pandas: a DataFrame needs it loaded)."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(data, pandas.DataFrame)
+
+
 def _connect_all(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
     import duckdb
 
     con = _database().cursor()
-    if isinstance(data, pd.DataFrame):
+    if _is_frame(data):
         con.register("src_frame", data)
         con.execute("CREATE TEMP VIEW src_all AS SELECT * FROM src_frame")
         return con
@@ -154,7 +172,7 @@ def _connect_all(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
 
     # the shared input layer: types checked on every row, ';' and decimal commas, encodings, value
     # labels; an edueffects.io.Source carries the reading options and the rows to drop
-    register(con, "src_all", data)
+    register(con, "src_all", cast("str | Path", data))
     try:
         con.execute("SELECT * FROM src_all LIMIT 1").fetchall()
     except duckdb.Error as exc:
@@ -277,11 +295,11 @@ def _drop_missing(
     return counts, dropped
 
 
-def _check_scores(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, scores: Sequence[tuple[str, str]]) -> None:
+def _check_scores(con: duckdb.DuckDBPyConnection, frame: CellFrame, scores: Sequence[tuple[str, str]]) -> None:
     """Every score finite and within +/-LARGEST (``frame`` holds each cell's largest |score|), or one line
     naming the column and the first row beyond."""
     for column, alias in scores:
-        largest = frame[alias].to_numpy(np.float64)
+        largest = floats(frame, alias)
         if bool((largest <= LARGEST).all()):  # NaN compares False
             continue
         col = _double(column)
@@ -337,13 +355,17 @@ def cohort_label(value: object) -> str:
     return str(int(number)) if number.is_integer() else str(value)
 
 
-def _pandemic_flags(cohorts: pd.Series, spec: RecoverySpec, merged: dict[str, tuple[str, ...]]) -> Array:
+def _pandemic_flags(cohorts: Array, spec: RecoverySpec, merged: dict[str, tuple[str, ...]]) -> Array:
     """1 for pandemic-affected cohorts; errors for unknown cohorts or no comparison cohort.
 
     A pooled cohort (``merged``: label -> cohorts, see :mod:`edueffects.recovery.disclosure`) is
     affected when its cohorts are; pandemic cohorts that split one are an error."""
-    labels = cohorts.map(cohort_label)
-    parts = {label: merged.get(label, (label,)) for label in labels.unique()}
+    values, code = sorted_codes(cohorts)
+    labels = [cohort_label(v) for v in values.tolist()]  # one per distinct cohort
+    first = np.full(len(labels), code.size, dtype=np.intp)
+    np.minimum.at(first, code, np.arange(code.size, dtype=np.intp))
+    appearing = [labels[i] for i in np.argsort(first, kind="stable")]
+    parts = {label: merged.get(label, (label,)) for label in appearing}
     found = sorted({c for group in parts.values() for c in group})
     if not spec.pandemic_cohorts:
         raise InputError("name the pandemic-affected cohorts (--pandemic-cohorts)")
@@ -370,21 +392,30 @@ def _pandemic_flags(cohorts: pd.Series, spec: RecoverySpec, merged: dict[str, tu
                 label,
             )
     affected = {label for label, group in parts.items() if group[0] in listed}
-    return np.asarray(labels.isin(affected).to_numpy(), dtype=np.float64)
+    flags = np.array([label in affected for label in labels], dtype=np.float64)
+    return flags[code]
 
 
-def _check_moderators(frame: pd.DataFrame, spec: RecoverySpec) -> tuple[str, ...]:
-    """Moderators must be school-level; a moderator that is 0 for every pre-pandemic cell is a dose."""
+def _check_moderators(frame: CellFrame, spec: RecoverySpec, schools: Schools) -> tuple[str, ...]:
+    """Moderators must be school-level; a moderator that is 0 for every pre-pandemic cell is a dose.
+    ``schools``: the distinct schools in sorted order and each cell's index among them."""
+    names, school = schools
+    n_schools = len(names)
+    pre = frame["pandemic"] == 0
     dose: list[str] = []
     for mod in spec.moderators:
         lo, hi = frame[f"min_{mod}"], frame[f"max_{mod}"]
-        pre = frame.pandemic == 0
         is_dose = bool((lo[pre] == 0).all() and (hi[pre] == 0).all()) and bool(hi[~pre].max() > lo[~pre].min())
-        rows = frame[~pre] if is_dose else frame
-        per_school = rows.groupby("school").agg(lo=(f"min_{mod}", "min"), hi=(f"max_{mod}", "max"))
-        varying = per_school[per_school.lo != per_school.hi]
-        if len(varying):
-            where = (varying.index[0], varying.lo.iloc[0], varying.hi.iloc[0])
+        rows = ~pre if is_dose else np.ones(len(pre), dtype=bool)
+        group = school[rows]
+        low = np.full(n_schools, np.inf)
+        high = np.full(n_schools, -np.inf)
+        np.minimum.at(low, group, lo[rows].astype(np.float64))
+        np.maximum.at(high, group, hi[rows].astype(np.float64))
+        varying = np.flatnonzero((low != high) & (group_counts(group, n_schools) > 0))
+        if varying.size:
+            i = int(varying[0])
+            where = (names[i], _native(low[i], lo), _native(high[i], hi))
             if is_dose:
                 raise InputError(
                     "moderator '{0}' varies within school among pandemic cohorts (school {1}: {2:g} to {3:g}); "
@@ -403,16 +434,21 @@ def _check_moderators(frame: pd.DataFrame, spec: RecoverySpec) -> tuple[str, ...
     return tuple(dose)
 
 
-def _check_finite(frame: pd.DataFrame, spec: RecoverySpec) -> None:
+def _native(value: float, column: Array) -> object:
+    """A per-school minimum or maximum (computed in float64) as a value of its column's type."""
+    return column.dtype.type(value) if column.dtype.kind in "iu" else value
+
+
+def _check_finite(frame: CellFrame, spec: RecoverySpec) -> None:
     """Moderators finite and within +/-LARGEST, cell statistics finite: one line naming the moderator or
     statistic and the school, before anything squares them."""
     for mod in spec.moderators:
-        values = frame[[f"min_{mod}", f"max_{mod}"]].to_numpy(np.float64)
+        values = np.column_stack([floats(frame, f"min_{mod}"), floats(frame, f"max_{mod}")])
         inside = np.abs(values) <= LARGEST  # NaN compares False
         if inside.all():
             continue
         i, j = np.argwhere(~inside)[0]
-        value, school = float(values[i, j]), frame["school"].iloc[i]
+        value, school = float(values[i, j]), frame["school"][i]
         if not np.isfinite(value):
             raise InputError("moderator '{0}' is not a finite number in school {1} ({2})", mod, school, value)
         raise InputError(
@@ -423,18 +459,28 @@ def _check_finite(frame: pd.DataFrame, spec: RecoverySpec) -> None:
             school,
             LARGEST,
         )
-    stats = [c for c in ("sum", "sumsq", "s0", "s1", "ss0", "ss1", "s01") if c in frame.columns]
-    finite = np.isfinite(frame[stats].to_numpy(np.float64))
+    stats = [c for c in ("sum", "sumsq", "s0", "s1", "ss0", "ss1", "s01") if c in frame]
+    finite = np.isfinite(np.column_stack([floats(frame, c) for c in stats]))
     if not finite.all():
         i, j = np.argwhere(~finite)[0]
-        raise InputError("cell statistic '{0}' of school {1} is not a finite number", stats[j], frame["school"].iloc[i])
+        raise InputError("cell statistic '{0}' of school {1} is not a finite number", stats[j], frame["school"][i])
 
 
-def _check_design(frame: pd.DataFrame, spec: RecoverySpec, dose: Sequence[str]) -> None:
+def _school_values(frame: CellFrame, mod: str, rows: Array | None, schools: Schools) -> NDArray[np.float64]:
+    """A school-level moderator's value per school (its first cell among ``rows``), schools sorted."""
+    names, school = schools
+    values, group = frame[mod], school
+    if rows is not None:
+        values, group = values[rows], group[rows]
+    first, _ = first_per_group(values, group, len(names))
+    return np.asarray(first, dtype=np.float64)
+
+
+def _check_design(frame: CellFrame, spec: RecoverySpec, dose: Sequence[str], schools: Schools) -> None:
     """Enough schools for the school-level coefficients (and the school variance and CR2 tests beside
     them); every moderator varying across schools, and not so far from zero for its spread that the
     design cannot be solved."""
-    n_schools = int(frame["school"].nunique())
+    n_schools = len(schools[0])
     needed = len(spec.moderators) + 2
     if n_schools < needed:
         raise InputError(
@@ -444,10 +490,9 @@ def _check_design(frame: pd.DataFrame, spec: RecoverySpec, dose: Sequence[str]) 
             len(spec.moderators),
             needed,
         )
-    pandemic = frame["pandemic"].to_numpy() == 1
+    pandemic = frame["pandemic"] == 1
     for mod in spec.moderators:
-        rows = frame.loc[pandemic] if mod in dose else frame
-        values = rows.groupby("school")[mod].first().to_numpy(np.float64)
+        values = _school_values(frame, mod, pandemic if mod in dose else None, schools)
         lo, hi = float(values.min()), float(values.max())
         if lo == hi:
             raise InputError(
@@ -509,12 +554,13 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
         pre, post = _double(spec.pre), _double(spec.post)
         gain = f"({post} - {pre})"
         scores = [(spec.pre or "", "abs_0"), (spec.post or "", "abs_1")]
-        frame = con.execute(
+        fetched = con.execute(
             f"SELECT {school} AS school, {cohort} AS cohort, count(*) AS rows, count({gain}) AS n, "
             f"sum({gain}) AS sum, sum({gain} * {gain}) AS sumsq, {_checksum(gain)}, "
             f"{_largest(pre, 'abs_0')}, {_largest(post, 'abs_1')}{mods_sql} "
             f"FROM src GROUP BY {school}, {cohort} ORDER BY {school}, {cohort}"
-        ).df()
+        ).fetchnumpy()
+        frame, nulls = CellFrame.fetched(fetched)
         lacking = int((frame["rows"] - frame["n"]).sum())
         if lacking:
             raise InputError(
@@ -550,7 +596,7 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
             pre, post = _double(spec.pre), _double(spec.post)
             students_sql = f"SELECT *, 2 AS homes, 1 AS n0, 1 AS n1, {pre} AS y0, {post} AS y1 FROM src"
             scores = [(spec.pre or "", "abs_0"), (spec.post or "", "abs_1")]
-        frame = con.execute(
+        fetched = con.execute(
             f"WITH s AS ({students_sql}) "
             f"SELECT {school} AS school, {cohort} AS cohort, "
             "CAST(y0 IS NOT NULL AS INTEGER) AS pre_n, CAST(y1 IS NOT NULL AS INTEGER) AS post_n, count(*) AS r, "
@@ -560,14 +606,15 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
             f"coalesce(sum(y1 * y1), 0) AS ss1, coalesce(sum(y0 * y1), 0) AS s01, "
             f"{_largest('y0', 'abs_0')}, {_largest('y1', 'abs_1')}{mods_sql} "
             f"FROM s GROUP BY {school}, {cohort}, pre_n, post_n ORDER BY {school}, {cohort}, pre_n, post_n"
-        ).df()
+        ).fetchnumpy()
+        frame, nulls = CellFrame.fetched(fetched)
         _linked_checks(con, frame, spec)
         _check_scores(con, frame, scores)
         if not spec.occasion:
             _check_one_row_per_student(con, spec)
-        n_students = int(frame.r.sum())
+        n_students = int(frame["r"].sum())
         n_rows = int(str(_scalar(con, "SELECT count(*) FROM src")))
-        one = int(frame.loc[frame.pre_n + frame.post_n == 1, "r"].sum())
+        one = int(frame["r"][frame["pre_n"] + frame["post_n"] == 1].sum())
         if one:
             notes.append(
                 Message("{0} student(s) with one occasion are used (they inform the student-level variance)", one)
@@ -578,28 +625,39 @@ def aggregate(data: pd.DataFrame | str | Path, spec: RecoverySpec) -> CellTable:
         if len(values) != 2:
             raise InputError("column '{0}' must hold exactly two occasions (found {1})", spec.occasion, len(values))
         low = "'" + str(values[0]).replace("'", "''") + "'"
-        frame = con.execute(
+        fetched = con.execute(
             f"SELECT {school} AS school, {cohort} AS cohort, "
             f"CASE WHEN CAST({occ} AS VARCHAR) = {low} THEN 0 ELSE 1 END AS occasion, count(*) AS n, "
             f"sum({score}) AS sum, sum({score} * {score}) AS sumsq, {_checksum(score)}, "
             f"{_largest(score, 'abs_0')}{mods_sql} "
             f"FROM src GROUP BY {school}, {cohort}, occasion ORDER BY {school}, {cohort}, occasion"
-        ).df()
+        ).fetchnumpy()
+        frame, nulls = CellFrame.fetched(fetched)
         scores = [(spec.score or "", "abs_0")]
         _check_scores(con, frame, scores)
         n_rows = n_students = int(frame["n"].sum())
         notes.append(Message("occasion '{0}': {1} = before, {2} = after", spec.occasion, values[0], values[1]))
-    null_cols = [c for c in frame.columns if str(c).startswith("null_")]
-    if frame["school"].isna().any() or frame["cohort"].isna().any() or bool(frame[null_cols].to_numpy().sum()):
+    null_cols = [c for c in frame.columns if c.startswith("null_")]
+    if (
+        _holds_missing(frame, nulls, "school")
+        or _holds_missing(frame, nulls, "cohort")
+        or any(int(frame[c].sum()) for c in null_cols)
+    ):
         _check_nulls(con, key_cols, spec)
-    frame = frame.drop(columns=[*null_cols, *dict.fromkeys(alias for _, alias in scores)])
+    frame = frame.drop([*null_cols, *(alias for _, alias in scores)])
     con.close()
     cells = finish_cells(frame, spec, n_students, n_rows, occasion_label, notes)
     return replace(cells, missing=missing, rows_dropped=dropped)
 
 
+def _holds_missing(frame: CellFrame, nulls: set[str], column: str) -> bool:
+    """Whether a fetched key column held NULL (or NaN, which a DataFrame's float column may hold)."""
+    values = frame[column]
+    return column in nulls or (values.dtype.kind == "f" and bool(np.isnan(values).any()))
+
+
 def finish_cells(
-    frame: pd.DataFrame,
+    frame: CellFrame | pd.DataFrame,
     spec: RecoverySpec,
     n_students: int,
     n_rows: int,
@@ -611,14 +669,16 @@ def finish_cells(
     schools, pandemic cohorts (``merged`` maps a pooled cohort label to its cohorts), school-level
     moderators and doses."""
     notes = list(notes)
-    if frame.empty:
+    frame = as_cells(frame)
+    if len(frame) == 0:
         raise InputError("the student table has no rows")
-    if frame["school"].nunique() < 2:
+    schools = sorted_codes(frame["school"])
+    if len(schools[0]) < 2:
         raise InputError("column '{0}' has a single school: school-level moderators need many schools", spec.school)
     frame["pandemic"] = _pandemic_flags(frame["cohort"], spec, merged or {})
     _check_finite(frame, spec)
-    dose = _check_moderators(frame, spec)
-    _check_design(frame, spec, dose)
+    dose = _check_moderators(frame, spec, schools)
+    _check_design(frame, spec, dose, schools)
     for mod in dose:
         notes.append(
             Message(
@@ -628,8 +688,9 @@ def finish_cells(
                 f"pandemic:{mod}",
             )
         )
-    per_school = frame.groupby("school")["cohort"].nunique()
-    single = int((per_school == 1).sum())
+    school, cell = codes(frame)
+    cell_school, _ = first_per_group(school, cell, int(cell.max()) + 1)
+    single = int((np.bincount(cell_school) == 1).sum())  # schools with one school x cohort cell
     if single:
         notes.append(Message("{0} school(s) appear in only one cohort; they are used", single))
     return CellTable(
@@ -643,28 +704,31 @@ def finish_cells(
     )
 
 
-def _linked_checks(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, spec: RecoverySpec) -> None:
-    if int(frame.moved.sum()):
-        raise InputError("{0} student(s) appear in more than one school or cohort", int(frame.moved.sum()))
-    if int(frame.repeated.sum()):
-        raise InputError(
-            "{0} student(s) have more than one row for one occasion in '{1}'", int(frame.repeated.sum()), spec.occasion
-        )
-    none = int(frame.loc[(frame.pre_n == 0) & (frame.post_n == 0), "r"].sum())
+def _linked_checks(con: duckdb.DuckDBPyConnection, frame: CellFrame, spec: RecoverySpec) -> None:
+    moved, repeated = int(frame["moved"].sum()), int(frame["repeated"].sum())
+    if moved:
+        raise InputError("{0} student(s) appear in more than one school or cohort", moved)
+    if repeated:
+        raise InputError("{0} student(s) have more than one row for one occasion in '{1}'", repeated, spec.occasion)
+    none = int(frame["r"][(frame["pre_n"] == 0) & (frame["post_n"] == 0)].sum())
     if none:
         raise InputError("{0} student(s) have no score at either occasion: nothing was dropped", none)
     del con
 
 
-def standardize_moderators(frame: pd.DataFrame, moderators: Sequence[str], dose: Sequence[str]) -> pd.DataFrame:
+def standardize_moderators(
+    frame: CellFrame | pd.DataFrame, moderators: Sequence[str], dose: Sequence[str]
+) -> CellFrame:
     """z-scores of school-level moderators across schools (doses across schools' pandemic values)."""
-    out = frame.copy()
+    out = as_cells(frame).copy()
+    schools = sorted_codes(out["school"])
+    pandemic = out["pandemic"] == 1
     for mod in moderators:
-        rows = out[out.pandemic == 1] if mod in dose else out
-        per_school = rows.groupby("school")[mod].first()
-        mean, sd = float(per_school.mean()), float(per_school.std(ddof=1))
+        values = _school_values(out, mod, pandemic if mod in dose else None, schools)
+        mean = values.sum() / values.size
+        sd = float(np.sqrt(((mean - values) ** 2).sum() / (values.size - 1))) if values.size > 1 else np.nan
         if not np.isfinite(sd) or sd == 0.0:
             raise InputError("moderator '{0}' does not vary across schools: it cannot be standardised", mod)
-        scaled = (out[mod] - mean) / sd
-        out[mod] = np.where(out.pandemic == 1, scaled, 0.0) if mod in dose else scaled
+        scaled = (out[mod] - float(mean)) / sd
+        out[mod] = np.where(pandemic, scaled, 0.0) if mod in dose else scaled
     return out

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 
 from edueffects.core.errors import InputError
 from edueffects.recovery.data import cohort_label
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DisclosureRule = Literal["suppress", "merge"]
 DISCLOSURE_RULES: tuple[DisclosureRule, ...] = ("suppress", "merge")

@@ -6,10 +6,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
-import pandas as pd
 
 from edueffects.core.equivalence import minimum_detectable_effect, tost
 from edueffects.core.errors import InputError, Message, Phrase
@@ -29,9 +28,13 @@ from edueffects.recovery.data import (
     drop_conditions,
     standardize_moderators,
 )
+from edueffects.recovery.frame import as_cells, codes, floats
 from edueffects.recovery.inference import ModelCovariance, satterthwaite_df
 from edueffects.recovery.model import ModelFrame, build, data_identity, start_values
 from edueffects.recovery.result import RecoveryResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FitMethod = Literal["REML", "ML"]
 MissingPolicy = Literal["error", "drop"]
@@ -352,7 +355,7 @@ def pool_plausible_values(
         else next(f.convergence for f in fits if not f.convergence.converged),
         notes=(*first.notes, note),
         warnings=tuple(dict.fromkeys(w for f in fits for w in f.warnings)),
-        cells=first.cells,
+        cell_data=first.cell_data,
         plausible_values=len(fits),
         released_cells=first.released_cells,
         missing=dict(first.missing),
@@ -402,6 +405,7 @@ def _fit_cells(
     mdes = tuple(
         minimum_detectable_effect(t, float(se[index[t]]), float(df[index[t]]), alpha, power) for t in mf.ddd_terms
     )
+    school, cell = codes(as_cells(cells.frame))
     # lme4's logLik df: fixed effects + variance components; BIC's n: rows of the student table
     record = FitRecord(
         method=method,
@@ -417,8 +421,8 @@ def _fit_cells(
         method=method,
         n_students=cells.n_students,
         n_rows=cells.n_rows,
-        n_schools=int(cells.frame["school"].nunique()),
-        n_cells=int(cells.frame.groupby(["school", "cohort"]).ngroups),
+        n_schools=int(school.max()) + 1,
+        n_cells=int(cell.max()) + 1,
         pandemic_cohorts=spec.pandemic_cohorts,
         moderators=tuple(moderators),
         dose=cells.dose,
@@ -436,7 +440,7 @@ def _fit_cells(
         convergence=conv,
         notes=tuple(notes),
         warnings=tuple(warnings),
-        cells=cells.frame,
+        cell_data=cells.frame,
         model_covariance=model_cov,
         robust_covariance=rc,
         released_cells=released is not None,
@@ -475,14 +479,17 @@ def _check_rank(mf: ModelFrame, moderators: Sequence[str]) -> None:
 def _check_variation(cells: CellTable, scores: str) -> None:
     """Scores (gains, for two linked scores) that vary among the students of some school and cohort:
     without, the residual variance is zero and the model cannot be fitted."""
-    f = cells.frame
+    f = as_cells(cells.frame)
     if cells.kind == "long_linked":
-        both = f[(f.pre_n == 1) & (f.post_n == 1)]
-        within = float((both.ss0 + both.ss1 - 2 * both.s01 - (both.s1 - both.s0) ** 2 / both.r).sum())
-        size = float((both.ss0 + both.ss1).sum() / max(float(both.r.sum()), 1.0))
+        both = (f["pre_n"] == 1) & (f["post_n"] == 1)
+        ss0, ss1, s01 = floats(f, "ss0")[both], floats(f, "ss1")[both], floats(f, "s01")[both]
+        s0, s1, r = floats(f, "s0")[both], floats(f, "s1")[both], floats(f, "r")[both]
+        within = float((ss0 + ss1 - 2 * s01 - (s1 - s0) ** 2 / r).sum())
+        size = float((ss0 + ss1).sum() / max(float(r.sum()), 1.0))
     else:
-        within = float((f["sumsq"] - f["sum"] ** 2 / f["n"]).sum())
-        size = float(f["sumsq"].sum() / f["n"].sum())
+        total, sumsq, n = floats(f, "sum"), floats(f, "sumsq"), floats(f, "n")
+        within = float((sumsq - total**2 / n).sum())
+        size = float(sumsq.sum() / n.sum())
     if within > 1e-10 * max(size, 1e-300) * max(float(len(f)), 1.0):
         return
     raise InputError(

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from edueffects.core.jet import Array
 from edueffects.core.nested import IntArray, Method, NestedDesign, design_from_units, unit_statistics
 from edueffects.recovery.data import CellTable
+from edueffects.recovery.frame import CellFrame, as_cells, codes, floats
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,12 +59,14 @@ def term_list(factors: Sequence[str], moderators: Sequence[str], dose: Sequence[
     return [tuple(ordered[i] for i in combo) for combo in terms]
 
 
-def _columns(values: pd.DataFrame, terms: Sequence[tuple[str, ...]]) -> Array:
+def _columns(values: CellFrame, terms: Sequence[tuple[str, ...]], fixed: dict[str, float] | None = None) -> Array:
+    """The design matrix of ``terms``; ``fixed`` gives factors one value in every row (an occasion)."""
+    fixed = fixed or {}
     cols = [np.ones(len(values))]
     for term in terms:
         col = np.ones(len(values))
         for factor in term:
-            col = col * values[factor].to_numpy(dtype=np.float64)
+            col = col * (np.full(len(values), fixed[factor]) if factor in fixed else floats(values, factor))
         cols.append(col)
     return np.column_stack(cols)
 
@@ -76,26 +78,21 @@ def data_identity(cells: CellTable) -> Array:
     """The data of a fit, whatever its moderators: per cell its school and cohort codes, counts and
     score checksum (exact, unlike the floating-point sums, whose last bits vary with DuckDB's threads).
     A likelihood-ratio test refuses fits whose identities differ."""
-    school, cell = _codes(cells.frame)
-    counts = cells.frame[[*CELL_COUNTS[cells.kind], "checksum"]].to_numpy(np.float64)
+    frame = as_cells(cells.frame)
+    school, cell = codes(frame)
+    counts = np.column_stack([floats(frame, c) for c in (*CELL_COUNTS[cells.kind], "checksum")])
     return np.column_stack([school, cell, counts])
-
-
-def _codes(frame: pd.DataFrame) -> tuple[IntArray, IntArray]:
-    school = pd.factorize(frame["school"])[0].astype(np.intp)
-    cell = pd.factorize(pd.MultiIndex.from_arrays([frame["school"], frame["cohort"]]))[0].astype(np.intp)
-    return school, cell
 
 
 def build(cells: CellTable, moderators: Sequence[str], method: Method) -> ModelFrame:
     """Units, core design and CR2 blocks of the model named by ``cells.kind``."""
     del method
-    frame = cells.frame
+    frame = as_cells(cells.frame)
     dose = cells.dose
     occ = cells.occasion_label
     if cells.kind == "gain":
         terms = term_list(["pandemic"], moderators, dose)
-        school, cell = _codes(frame)
+        school, cell = codes(frame)
         return _cell_units(
             frame, _columns(frame, terms), ["(Intercept)", *(":".join(t) for t in terms)],
             tuple(f"pandemic:{m}" for m in moderators), ("school", "school:cohort", "residual"), (school, cell),
@@ -104,16 +101,18 @@ def build(cells: CellTable, moderators: Sequence[str], method: Method) -> ModelF
     names = ["(Intercept)", *(":".join(t) for t in terms)]
     ddd = tuple(f"{occ}:pandemic:{m}" for m in moderators)
     if cells.kind == "long_unlinked":
-        school, cell = _codes(frame)
-        cell_occ = (cell * 2 + frame["occasion"].to_numpy(np.intp)).astype(np.intp)
-        x = _columns(frame.rename(columns={"occasion": occ}), terms)
+        school, cell = codes(frame)
+        occasion = np.asarray(frame["occasion"], dtype=np.intp)
+        cell_occ = (cell * 2 + occasion).astype(np.intp)
+        renamed = CellFrame({(occ if c == "occasion" else c): frame[c] for c in frame.columns})
+        x = _columns(renamed, terms)
         variance_names = ("school", "school:cohort", "school:cohort:occasion", "residual")
         return _cell_units(frame, x, names, ddd, variance_names, (school, cell, cell_occ))
     return _linked(frame, terms, names, ddd, occ)
 
 
 def _cell_units(
-    frame: pd.DataFrame,
+    frame: CellFrame,
     x: Array,
     names: list[str],
     ddd: tuple[str, ...],
@@ -122,9 +121,9 @@ def _cell_units(
 ) -> ModelFrame:
     """Units of ``n`` students sharing ``x`` (columns ``n, sum, sumsq``), nested in ``levels``; each
     unit is also one CR2 block (loading ``sqrt(n)`` at every level)."""
-    n = frame["n"].to_numpy(dtype=np.float64)
-    total = frame["sum"].to_numpy(np.float64)
-    stats = unit_statistics(x, total, frame["sumsq"].to_numpy(np.float64), n)
+    n = floats(frame, "n")
+    total = floats(frame, "sum")
+    stats = unit_statistics(x, total, floats(frame, "sumsq"), n)
     design = design_from_units(x.shape[1], stats, np.zeros(len(frame)), list(levels), True, reml_includes_xtx=False)
     root = np.sqrt(n)
     return ModelFrame(
@@ -142,21 +141,13 @@ def _cell_units(
 
 
 def _linked(
-    frame: pd.DataFrame, terms: Sequence[tuple[str, ...]], names: list[str], ddd: tuple[str, ...], occ: str
+    frame: CellFrame, terms: Sequence[tuple[str, ...]], names: list[str], ddd: tuple[str, ...], occ: str
 ) -> ModelFrame:
     """Linked long model: one unit per (school, cohort, occasion pattern) of ``r`` students."""
-    before = frame.assign(**{occ: 0.0})
-    after = frame.assign(**{occ: 1.0})
-    x0, x1 = _columns(before, terms), _columns(after, terms)
-    has0 = frame["pre_n"].to_numpy(np.float64)
-    has1 = frame["post_n"].to_numpy(np.float64)
-    r = frame["r"].to_numpy(np.float64)
-    s0, s1 = frame["s0"].to_numpy(np.float64), frame["s1"].to_numpy(np.float64)
-    ss0, ss1, s01 = (
-        frame["ss0"].to_numpy(np.float64),
-        frame["ss1"].to_numpy(np.float64),
-        frame["s01"].to_numpy(np.float64),
-    )
+    x0, x1 = _columns(frame, terms, {occ: 0.0}), _columns(frame, terms, {occ: 1.0})
+    has0, has1, r = floats(frame, "pre_n"), floats(frame, "post_n"), floats(frame, "r")
+    s0, s1 = floats(frame, "s0"), floats(frame, "s1")
+    ss0, ss1, s01 = floats(frame, "ss0"), floats(frame, "ss1"), floats(frame, "s01")
     p = x0.shape[1]
     # rows of both occasions: sum c c' = r (has0 x0 x0' + has1 x1 x1') etc.
     stats0 = unit_statistics(x0, s0, ss0, r * has0)
@@ -165,7 +156,7 @@ def _linked(
     xs = has0[:, None] * x0 + has1[:, None] * x1  # per-student sum of x over its rows
     ys = s0 + s1
     outer = unit_statistics(xs, ys, ss0 + ss1 + 2.0 * s01, r)[:, : (p + 1) * (p + 2) // 2]
-    school, cell = _codes(frame)
+    school, cell = codes(frame)
     design = design_from_units(
         p, stats, np.zeros(len(frame)), [school, cell], True, replicated=(outer, r), reml_includes_xtx=False
     )
@@ -200,25 +191,27 @@ def start_values(cells: CellTable, mf: ModelFrame) -> Array:
     occasions, which estimates the student variance). Block means around a weighted LS fit split
     into a within-school part (cohort-level variance) and a between-school part.
     """
-    f = cells.frame
+    f = as_cells(cells.frame)
     if cells.kind == "long_linked":
-        both = f[(f.pre_n == 1) & (f.post_n == 1) & (f.r > 1)]
-        r = both.r.to_numpy(np.float64)
-        var0 = (both.ss0 - both.s0**2 / r).sum() / max((r - 1).sum(), 1.0)
-        var1 = (both.ss1 - both.s1**2 / r).sum() / max((r - 1).sum(), 1.0)
-        cov = (both.s01 - both.s0 * both.s1 / r).sum() / max((r - 1).sum(), 1.0)
+        rows = (f["pre_n"] == 1) & (f["post_n"] == 1) & (f["r"] > 1)
+        r = floats(f, "r")[rows]
+        s0, s1 = floats(f, "s0")[rows], floats(f, "s1")[rows]
+        var0 = (floats(f, "ss0")[rows] - s0**2 / r).sum() / max((r - 1).sum(), 1.0)
+        var1 = (floats(f, "ss1")[rows] - s1**2 / r).sum() / max((r - 1).sum(), 1.0)
+        cov = (floats(f, "s01")[rows] - s0 * s1 / r).sum() / max((r - 1).sum(), 1.0)
         student = max(float(cov), 0.05 * float(var0 + var1) / 2)
         residual = max(float(var0 + var1) / 2 - student, 0.05 * float(var0 + var1) / 2)
     else:
-        n = f["n"].to_numpy(np.float64)
-        residual = float((f["sumsq"] - f["sum"] ** 2 / n).sum() / max((n - 1).sum(), 1.0))
+        n = floats(f, "n")
+        residual = float((floats(f, "sumsq") - floats(f, "sum") ** 2 / n).sum() / max((n - 1).sum(), 1.0))
         student = 0.0
     n_b = mf.block_n
     means = mf.block_sum_y / n_b
     xw = mf.block_x * n_b[:, None]
     beta = np.linalg.lstsq(xw.T @ mf.block_x, xw.T @ means, rcond=None)[0]
     resid = means - mf.block_x @ beta
-    school = pd.Series(resid).groupby(mf.block_school).transform("mean").to_numpy()
+    group = mf.block_school
+    school = (np.bincount(group, weights=resid) / np.bincount(group))[group]  # each school's mean residual
     noise = float(np.mean((residual + student) / n_b))
     within = max(float(np.mean((resid - school) ** 2)) - noise, 0.0)
     between = max(float(np.var(school)) - 0.5 * within, 0.0)

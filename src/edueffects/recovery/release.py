@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from edueffects.core.errors import InputError
 from edueffects.recovery import disclosure as sdc
@@ -39,10 +38,12 @@ from edueffects.recovery.data import LARGEST, cohort_label
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
+    import pandas as pd
     from ibis.backends import BaseBackend
 
+    Source = str | Path | pd.DataFrame | Sequence[str | Path]
+
 ENGINES = ("duckdb", "spark")
-Source = str | Path | pd.DataFrame | Sequence[str | Path]
 Engine = str | object  # "duckdb", "spark" or an ibis back-end (connection)
 
 
@@ -246,6 +247,7 @@ def _read(con: BaseBackend, data: object) -> tuple[ir.Table, list[Path]]:
     """The student table as an ibis table on ``con`` (files are read by the engine itself)."""
     import ibis
     import ibis.expr.types as ir
+    import pandas as pd
     import pyarrow as pa
 
     if isinstance(data, ir.Table):
@@ -300,6 +302,8 @@ def _kind(path: Path) -> str:
 
 def _checksums(data: object, paths: Sequence[Path]) -> list[dict[str, object]]:
     """SHA-256 and size of each input file (a DataFrame: of its hashed rows)."""
+    import pandas as pd
+
     if isinstance(data, pd.DataFrame):
         hashed = pd.util.hash_pandas_object(data, index=False).to_numpy()
         return [{"file": "DataFrame", "rows": len(data), "sha256": hashlib.sha256(hashed.tobytes()).hexdigest()}]
@@ -527,6 +531,8 @@ def _check_school_level(agg: pd.DataFrame, roles: CellRoles) -> None:
 
 
 def _keys(agg: pd.DataFrame, roles: CellRoles) -> pd.DataFrame:
+    import pandas as pd
+
     out = agg[[*(["domain"] if roles.domain else []), "school", "cohort"]].copy()
     for key in ("school", "cohort"):
         if pd.api.types.is_integer_dtype(out[key]):
@@ -542,6 +548,8 @@ def _moderators(agg: pd.DataFrame, roles: CellRoles) -> dict[str, Any]:
 
 def _linked_rows(agg: pd.DataFrame, roles: CellRoles) -> pd.DataFrame:
     """One row per plausible value and occasion pattern (students with both scores, before only, after only)."""
+    import pandas as pd
+
     _check_school_level(agg, roles)
     parts = []
     for k in range(1, roles.n_pv + 1):
@@ -571,6 +579,8 @@ def _linked_rows(agg: pd.DataFrame, roles: CellRoles) -> pd.DataFrame:
 
 def _unlinked_rows(agg: pd.DataFrame, roles: CellRoles) -> pd.DataFrame:
     """Cross-sections: one row per occasion (pattern before-only or after-only), no cross-products."""
+    import pandas as pd
+
     _check_school_level(agg, roles)
     after = agg["o"].to_numpy(np.int64) == 1
     parts = []

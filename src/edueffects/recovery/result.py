@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import pandas as pd
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from edueffects.core.equivalence import DetectableEffect, EquivalenceTest
 from edueffects.core.errors import InputError
@@ -23,7 +23,11 @@ from edueffects.core.results import (
 )
 from edueffects.core.robust import RobustCovariance, cr2_wald_test
 from edueffects.options import DEFAULT_ROBUST_TEST, ROBUST_TESTS, RobustTest
+from edueffects.recovery.frame import CellFrame
 from edueffects.recovery.inference import ModelCovariance, satterthwaite_wald_test
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MODEL_LABELS = {
     "gain": "gain model (grade-to-grade gain, linked students)",
@@ -72,7 +76,7 @@ class RecoveryResult(ResultDisplay, CoefficientAccessors, FitStatistics):
     convergence: Convergence
     notes: tuple[str, ...]
     warnings: tuple[str, ...]
-    cells: pd.DataFrame = field(repr=False)
+    cell_data: CellFrame | pd.DataFrame = field(repr=False)  # the fitted cells (see ``cells``)
     plausible_values: int = 1
     model_covariance: ModelCovariance | None = field(default=None, repr=False)
     robust_covariance: RobustCovariance | None = field(default=None, repr=False)
@@ -119,6 +123,12 @@ class RecoveryResult(ResultDisplay, CoefficientAccessors, FitStatistics):
             "chi2" if out.df_denom is None else "F",
             f"CR2, {test}, {self.robust_clusters} clusters by school",
         )
+
+    @cached_property
+    def cells(self) -> pd.DataFrame:
+        """The aggregated cells the model was fitted to (school, cohort, counts, sums, moderators)."""
+        data = self.cell_data
+        return data.to_frame() if isinstance(data, CellFrame) else data
 
     def tidy(self) -> pd.DataFrame:
         """Coefficients (model-based, Satterthwaite df) with CR2 columns beside them."""
