@@ -168,11 +168,13 @@ def _connect_all(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
         con.register("src_frame", data)
         con.execute("CREATE TEMP VIEW src_all AS SELECT * FROM src_frame")
         return con
-    from edueffects.io import register
+    from edueffects.io import Source, register
 
     # the shared input layer: types checked on every row, ';' and decimal commas, encodings, value
     # labels; an edueffects.io.Source carries the reading options and the rows to drop
     register(con, "src_all", cast("str | Path", data))
+    if isinstance(data, Source):
+        return con  # open_source has read every row of the file already
     try:
         con.execute("SELECT * FROM src_all LIMIT 1").fetchall()
     except duckdb.Error as exc:
