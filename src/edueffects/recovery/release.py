@@ -17,7 +17,6 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +105,7 @@ def aggregate(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "package": "edueffects",
-        "package_version": version("edueffects"),
+        "package_version": _package_version(),
         "engine": engine_name,
         "roles": roles.to_dict(),
         "layout": roles.layout,
@@ -607,3 +606,9 @@ def _unlinked_rows(agg: pd.DataFrame, roles: CellRoles) -> pd.DataFrame:
 def _column_order(frame: pd.DataFrame, roles: CellRoles) -> pd.DataFrame:
     first = [*(["domain"] if roles.domain else []), "pv", "school", "cohort", "pre_n", "post_n", *sdc.STATISTICS]
     return frame[[*first, *roles.moderators]]
+
+
+def _package_version() -> str:
+    from importlib.metadata import version
+
+    return version("edueffects")
