@@ -131,10 +131,21 @@ class NestedDesign:
 
         Segment sums for small designs, the cached 0/1 matrix for mid-sized ones, a sparse matrix
         holding the weights for large ones (no n x (p+2) temporary); they differ only in rounding.
+        Several weight columns of a mid-sized design share one sparse product.
         """
+        indptr, indices, n_groups = self._first_pattern
+        if weights.ndim == 2 and 1_000 <= indices.size < 100_000:
+            # every weight column in one sparse product, a matrix holding the weights of column b in the
+            # rows b * groups + g: the same sums, term for term, as one product per column
+            n_weights, n_units = weights.shape[1], indices.size
+            offsets = np.append((indptr[None, :-1] + n_units * np.arange(n_weights)[:, None]).ravel(), weights.size)
+            data = np.ascontiguousarray(weights.T).ravel()
+            matrix = sparse.csr_matrix(
+                (data, np.tile(indices, n_weights), offsets), shape=(n_weights * n_groups, n_units)
+            )
+            return np.asarray(matrix @ self._sum_columns, dtype=np.float64).reshape(n_weights, n_groups, -1)
         if weights.ndim == 2:
             return np.stack([self.weighted_unit_sums(w) for w in weights.T])
-        indptr, indices, n_groups = self._first_pattern
         if indices.size < 1_000:
             return np.asarray(np.add.reduceat(weights[:, None] * self._sum_columns, indptr[:-1], axis=0))
         if indices.size < 100_000:
@@ -515,6 +526,14 @@ def _recurse(design: NestedDesign, theta: Array) -> tuple[Jet, Jet]:
     """
     m = design.n_fixed + 1
     total_cross, colsum, ones, logdet = _unit_level(design, theta)
+    inner = colsum.params
+    if (
+        len(design.woodbury_starts) == 1
+        and len(inner) == 1
+        and inner[0] != design.woodbury_params[0]
+        and total_cross.params == ones.params == logdet.params == inner
+    ):
+        return _one_level(design, theta, (total_cross, colsum, ones, logdet))
     total = _unpack(total_cross, m)
     for j, (starts, index) in enumerate(zip(design.woodbury_starts, design.woodbury_params, strict=True)):
         if j > 0:
@@ -528,6 +547,60 @@ def _recurse(design: NestedDesign, theta: Array) -> tuple[Jet, Jet]:
             colsum = colsum * inv_factor.expand_last()
             ones = ones * inv_factor
     return total, logdet
+
+
+def _one_level(design: NestedDesign, theta: Array, level: tuple[Jet, Jet, Jet, Jet]) -> tuple[Jet, Jet]:
+    """:func:`_recurse` for one Woodbury level (variance ``s``) over a unit level that depends on one
+    parameter ``k`` (e.g. the three-level meta-analysis), with the derivatives written out: per group
+    ``f = 1 + s a`` (``a = 1'D^-1 1``, ``A = C'D^-1 1``, both functions of ``k``), ``log|V| += sum log f``
+    and ``C'V^-1C -= sum h A A'`` with ``h = s / f``: ``h_s = 1/f^2``, ``h_k = -s^2 a_k / f^2``,
+    ``h_ss = -2 a / f^3``, ``h_sk = -2 s a_k / f^3``, ``h_kk = -s^2 a_kk / f^2 + 2 s^3 a_k^2 / f^3``."""
+    total_cross, colsum, ones, logdet = level
+    m = design.n_fixed + 1
+    k, index = colsum.params[0], design.woodbury_params[0]
+    s = float(theta[index])
+    a0, a1, a2 = ones.value, ones.d1[0], ones.d2[0, 0]
+    c0, c1, c2 = colsum.value, colsum.d1[0], colsum.d2[0, 0]  # (G, m)
+    factor = 1.0 + s * a0
+    inv = 1.0 / factor
+    inv2 = inv * inv
+    inv3 = inv2 * inv
+    fk = s * a1  # df/dk (df/ds = a)
+    # log|V|: sum log f and its derivatives (f_ss = 0, f_sk = a_k, f_kk = s a_kk)
+    ld_s, ld_k = float(a0 @ inv), float(fk @ inv)
+    ld_ss = -float((a0 * a0) @ inv2)
+    ld_sk = float(a1 @ inv) - float((a0 * fk) @ inv2)
+    ld_kk = s * float(a2 @ inv) - float((fk * fk) @ inv2)
+    h = np.empty((6, inv.size))  # h, h_s, h_k, h_ss, h_sk, h_kk
+    np.multiply(inv, s, out=h[0])
+    h[1] = inv2
+    np.multiply(inv2, -s * s * a1, out=h[2])
+    np.multiply(inv3, -2.0 * a0, out=h[3])
+    np.multiply(inv3, -2.0 * s * a1, out=h[4])
+    h[5] = 2.0 * s**3 * a1 * a1 * inv3 - s * s * a2 * inv2
+    plain = (h[:, None, :] * c0.T[None]) @ c0  # (6, m, m): sum h_. A A'
+    mixed = (h[:3, None, :] * c1.T[None]) @ c0  # (3, m, m): sum h_. A_k A'
+    mixed = mixed + np.swapaxes(mixed, 1, 2)
+    second = (h[0] * c2.T) @ c0
+    second = second + second.T + 2.0 * ((h[0] * c1.T) @ c1)
+    full = _unpack(total_cross, m)
+    ik, il = (0, 1) if k < index else (1, 0)
+    d1 = np.empty((2, m, m))
+    d2 = np.empty((2, 2, m, m))
+    d1[il] = -plain[1]
+    d1[ik] = full.d1[0] - plain[2] - mixed[0]
+    d2[il, il] = -plain[3]
+    d2[il, ik] = d2[ik, il] = -(plain[4] + mixed[1])
+    d2[ik, ik] = full.d2[0, 0] - (plain[5] + 2.0 * mixed[2] + second)
+    params = (k, index) if k < index else (index, k)
+    total = Jet(full.value - plain[0], params, d1, d2)
+    ld1 = np.empty(2)
+    ld2 = np.empty((2, 2))
+    ld1[il], ld1[ik] = ld_s, float(logdet.d1[0]) + ld_k
+    ld2[il, il], ld2[ik, ik] = ld_ss, float(logdet.d2[0, 0]) + ld_kk
+    ld2[il, ik] = ld2[ik, il] = ld_sk
+    logdet_v = Jet(np.asarray(float(logdet.value) + float(np.sum(np.log(factor)))), params, ld1, ld2)
+    return total, logdet_v
 
 
 def evaluate(design: NestedDesign, theta: Array, method: Method) -> Evaluation:
@@ -545,23 +618,26 @@ def evaluate(design: NestedDesign, theta: Array, method: Method) -> Evaluation:
     a_inv = np.asarray(np.linalg.inv(a), dtype=np.float64)
     beta = a_inv @ b
     rss = float(c - b @ beta)
-    beta1 = np.einsum("ij,tj->ti", a_inv, b1 - a1 @ beta)
-    rss1 = c1 - 2.0 * b1 @ beta + np.einsum("i,tij,j->t", beta, a1, beta)
-    rss2 = (
-        c2
-        - 2.0 * b2 @ beta
-        + np.einsum("i,tuij,j->tu", beta, a2, beta)
-        - 2.0 * np.einsum("ui,ij,tj->tu", beta1, a, beta1)
-    )
+    # small products as matrix products (a and a_inv symmetric; t, u index the parameters)
+    a1_beta = a1 @ beta  # (t, p)
+    beta1 = (b1 - a1_beta) @ a_inv  # (t, p)
+    rss1 = c1 - 2.0 * (b1 @ beta) + a1_beta @ beta
+    rss2 = c2 - 2.0 * (b2 @ beta) + (a2 @ beta) @ beta - 2.0 * (beta1 @ a @ beta1.T)
     n = design.n_obs
     total1 = logdet.d1 + rss1
     total2 = logdet.d2 + rss2
     value = float(logdet.value) + rss
+    ainv_a1 = a_inv @ a1  # (t, p, p)
     if method == "REML":
-        ainv_a1 = np.einsum("ij,tjk->tik", a_inv, a1)
+        n_par = ainv_a1.shape[0]
         value += float(np.linalg.slogdet(a)[1]) - design.xtx_logdet + (n - p) * np.log(2 * np.pi)
-        total1 = total1 + np.einsum("tii->t", ainv_a1)
-        total2 = total2 + np.einsum("ij,tuji->tu", a_inv, a2) - np.einsum("tij,uji->tu", ainv_a1, ainv_a1)
+        total1 = total1 + np.trace(ainv_a1, axis1=1, axis2=2)
+        flat = ainv_a1.reshape(n_par, p * p)
+        total2 = (
+            total2
+            + a2.reshape(n_par, n_par, p * p) @ a_inv.reshape(p * p)
+            - flat @ np.swapaxes(ainv_a1, 1, 2).reshape(n_par, p * p).T
+        )
     else:
         value += n * np.log(2 * np.pi)
     return Evaluation(
@@ -571,7 +647,7 @@ def evaluate(design: NestedDesign, theta: Array, method: Method) -> Evaluation:
         hessian=-0.5 * np.asarray(total2, dtype=np.float64),
         beta=beta,
         cov_beta=a_inv,
-        cov_beta_grad=-np.einsum("ij,tjk,kl->til", a_inv, a1, a_inv),
+        cov_beta_grad=-(ainv_a1 @ a_inv),
         rss=rss,
         logdet_v=float(logdet.value),
     )
