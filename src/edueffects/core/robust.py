@@ -202,6 +202,24 @@ def _hotelling_df(robust: RobustCovariance, c: Array) -> float:
     return float(q * (q + 1) / (per_cluster + cross))
 
 
+def _whitened(vcov: Array, c: Array, cb: Array, chol: Array) -> Array:
+    """``z`` with ``|z|^2 = (Cb)'(C V C')^{-1}(Cb)``: ``z = R^{-T} C b`` for ``R'R = C V C'`` from a QR factorisation
+    of ``(C F)'`` (``V = F F'``, Cholesky of the correlation form of ``V``), so that nearly dependent constraints
+    lose digits by the square root of the condition number of ``C V C'``, not by all of it (the statistic stays
+    invariant under ``C -> A C`` to rounding). Falls back to ``chol`` (Cholesky of ``C V C'``) when ``V`` is
+    singular."""
+    scale = np.sqrt(np.diag(vcov))
+    if np.all(scale > 0.0):
+        try:
+            factor = scale[:, None] * np.linalg.cholesky(vcov / np.outer(scale, scale))
+        except np.linalg.LinAlgError:
+            factor = None
+        if factor is not None and bool(np.all(np.isfinite(factor))):
+            r = np.linalg.qr((c @ factor).T, mode="r")  # (q, q): R'R = C V C'
+            return np.asarray(np.linalg.solve(r.T, cb), dtype=np.float64)
+    return np.asarray(np.linalg.solve(chol, cb), dtype=np.float64)
+
+
 def cr2_wald_test(
     robust: RobustCovariance,
     beta: ArrayLike,
@@ -247,7 +265,7 @@ def cr2_wald_test(
         chol = np.linalg.cholesky(sym)  # clubSandwich: chol2inv(chol(C V C'))
     except np.linalg.LinAlgError:
         raise ValueError("C V_CR2 C' is not positive definite (redundant constraints or too few clusters)") from None
-    z = np.linalg.solve(chol, cb)
+    z = _whitened(vcov, c, cb, chol)
     wald = float(z @ z)
     if test == "chi-sq":
         return RobustWaldTest(test, wald, q, None, chi2_sf(wald, q), q, wald)
