@@ -215,7 +215,7 @@ def _whitened(vcov: Array, c: Array, cb: Array, chol: Array) -> Array:
         except np.linalg.LinAlgError:
             factor = None
         if factor is not None and bool(np.all(np.isfinite(factor))):
-            r = np.linalg.qr((c @ factor).T, mode="r")  # (q, q): R'R = C V C'
+            r = np.asarray(np.linalg.qr((c @ factor).T, mode="r"), dtype=np.float64)  # (q, q): R'R = C V C'
             return np.asarray(np.linalg.solve(r.T, cb), dtype=np.float64)
     return np.asarray(np.linalg.solve(chol, cb), dtype=np.float64)
 
@@ -262,7 +262,7 @@ def cr2_wald_test(
     try:
         if singular:
             raise np.linalg.LinAlgError
-        chol = np.linalg.cholesky(sym)  # clubSandwich: chol2inv(chol(C V C'))
+        chol = np.asarray(np.linalg.cholesky(sym), dtype=np.float64)  # clubSandwich: chol2inv(chol(C V C'))
     except np.linalg.LinAlgError:
         raise ValueError("C V_CR2 C' is not positive definite (redundant constraints or too few clusters)") from None
     z = _whitened(vcov, c, cb, chol)
