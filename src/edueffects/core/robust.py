@@ -68,6 +68,32 @@ def _batched_inverse_sqrt(g: Array) -> Array:
     return np.asarray((vectors * scale[:, None, :]) @ np.swapaxes(vectors, 1, 2), dtype=np.float64)
 
 
+def _right_times(stack: Array, m: Array) -> Array:
+    """``S_j m`` for every matrix of the stack ``S`` (J, a, p): one product, not one per matrix."""
+    return np.asarray((stack.reshape(-1, m.shape[0]) @ m).reshape(stack.shape[0], -1, m.shape[1]))
+
+
+def _left_times(m: Array, stack: Array) -> Array:
+    """``m S_j`` for every matrix of the stack ``S`` (J, p, a), ``m`` symmetric: ``(S_j' m)'``."""
+    return np.swapaxes(_right_times(np.swapaxes(stack, 1, 2), m), 1, 2)
+
+
+def _cholesky_solve(theta: Array, xj: Array, border: float | None = None) -> tuple[Array, Array]:
+    """``L`` (``Theta = L L'``) and ``L^-1 X`` of a batch (C, s, s), (C, s, p). With ``border`` ``b`` above
+    every ``X_j'Theta_j^-1 X_j``, both come from one Cholesky factor of ``[[Theta, X], [X', b I]]`` (``L`` and,
+    below it, ``(L^-1 X)'``; its last block is not used), else from a Cholesky factor and a solve."""
+    if border is None:
+        chol = np.asarray(np.linalg.cholesky(theta), dtype=np.float64)
+        return chol, np.asarray(np.linalg.solve(chol, xj), dtype=np.float64)
+    n, size, p = xj.shape
+    bordered = np.zeros((n, size + p, size + p))
+    bordered[:, :size, :size] = theta
+    bordered[:, size:, :size] = np.swapaxes(xj, 1, 2)
+    bordered.reshape(n, -1)[:, (size + p + 1) * size :: size + p + 1] = border * size
+    full = np.asarray(np.linalg.cholesky(bordered), dtype=np.float64)
+    return full[:, :size, :size], np.swapaxes(full[:, size:, :size], 1, 2)
+
+
 def cr2(
     x: Array,
     residuals: Array,
@@ -90,45 +116,52 @@ def cr2(
     With ``Theta_j = L L'`` (Cholesky), ``W_j A_j = L^-T g^{-1/2} L'``, so
     ``E_j' = (M X_j'W_j A_j)' = L V diag(d) V' (L^-1 X_j) M`` with ``g = V diag(d)^-2 V'``: only
     ``s x p`` products after the one ``eigh`` per batch, no inverse of ``Theta_j``; then
-    ``G_j G_j' = (L'E_j')'(L'E_j')`` and ``M X_j'W_j A_j X_j = E_j X_j``.
+    ``G_j G_j' = (L'E_j')'(L'E_j')`` and ``M X_j'W_j A_j X_j = E_j X_j``. ``L`` and ``L^-1 X_j`` come from one
+    Cholesky factor per batch (:func:`_cholesky_solve`); ``M`` is applied to the per-cluster sums of all
+    batches at once.
     """
     batches, n_clusters = cluster_batches(cluster)
     p = x.shape[1]
     cov_beta = np.asarray(cov_beta, dtype=np.float64)
-    chol_m = np.linalg.cholesky(cov_beta)
+    chol_m = np.asarray(np.linalg.cholesky(cov_beta), dtype=np.float64)
+    u_all = x @ chol_m  # X M X' = U U'
+    # X_j'Theta_j^-1 X_j <= |X_j|_F^2 / min(row variance) I <= size * max_i |x_i|^2 / min(row variance) I
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        border = 2.0 * float(np.max(np.sum(x * x, axis=1))) / float(np.min(row_variance)) + 1.0
+    bordering = bool(np.isfinite(border) and border > 0.0)
     meat_terms: list[Array] = []
     var_terms: list[Array] = []
     k_terms: list[Array] = []
     for rows in batches:  # (C, s): clusters of equal size together
         theta = block_covariance(rows, row_variance, level_codes, level_variances, level_loadings)
-        chol = np.linalg.cholesky(theta)  # Theta = L L', R = L'
-        chol_t = np.swapaxes(chol, 1, 2)
         xj = x[rows]  # (C, s, p)
-        u = xj @ chol_m  # X M X' = U U'
+        chol, z = _cholesky_solve(theta, xj, border) if bordering else _cholesky_solve(theta, xj)
+        chol_t = np.swapaxes(chol, 1, 2)
+        u = u_all[rows]
+        # g = L'(Theta - U U')L; eigh reads its lower triangle only
         g = chol_t @ (theta - u @ np.swapaxes(u, 1, 2)) @ chol
-        g = 0.5 * (g + np.swapaxes(g, 1, 2))
         # g is in squared units of Theta (L'Theta L has the eigenvalues of Theta, squared)
-        vectors, scale = _eigen_inverse_sqrt(g, np.max(np.einsum("cii->ci", theta), axis=1) ** 2)
-        z = np.linalg.solve(chol, xj)  # L^-1 X (C, s, p)
+        vectors, scale = _eigen_inverse_sqrt(g, np.max(theta.diagonal(axis1=1, axis2=2), axis=1) ** 2)
         inner = vectors @ (scale[:, :, None] * (np.swapaxes(vectors, 1, 2) @ z))  # g^{-1/2} L^-1 X
-        est_t = chol @ inner @ cov_beta  # (C, s, p): E' = A'W X M
-        half = chol_t @ est_t  # L'E'
-        meat_terms.append(np.einsum("csp,cs->cp", est_t, residuals[rows]))
-        var_terms.append(np.swapaxes(half, 1, 2) @ half)  # (C, p, p): G_j G_j'
-        k_terms.append(np.swapaxes(est_t, 1, 2) @ xj)  # (C, p, p)
-    b = np.concatenate(meat_terms)
-    gg = np.concatenate(var_terms)
+        q = chol @ inner  # (C, s, p): A'W X = E' M^-1 (M is applied to all clusters at once below)
+        q_t = np.swapaxes(q, 1, 2)
+        half = chol_t @ q  # L'E' M^-1
+        meat_terms.append(q_t @ residuals[rows][:, :, None])
+        var_terms.append(np.swapaxes(half, 1, 2) @ half)
+        k_terms.append(q_t @ xj)
+    b = np.concatenate(meat_terms)[:, :, 0] @ cov_beta  # (J, p): E_j e_j
+    gg = _left_times(cov_beta, _right_times(np.concatenate(var_terms), cov_beta))  # (J, p, p): G_j G_j'
+    k = _left_times(cov_beta, np.concatenate(k_terms))  # (J, p, p): M X_j'W_j A_j X_j
     a = np.einsum("jii->ji", gg)  # (J, p): |G_j[i]|^2
-    k = np.concatenate(k_terms)
     vcov = b.T @ b
-    df = np.empty(p)
-    for i in range(p):
-        h = k[:, i, :] @ chol_m  # (J, p)
-        h2 = np.einsum("jp,jp->j", h, h)
-        expectation = a[:, i].sum() - h2.sum()
-        hth = h.T @ h
-        variance = 2.0 * (np.sum(a[:, i] ** 2) - 2.0 * np.sum(a[:, i] * h2) + np.sum(hth * hth))
-        df[i] = 2.0 * expectation**2 / variance
+    h = _right_times(k, chol_m)  # (J, p, p): row i is h_j of coefficient i
+    h2 = (h * h) @ np.ones(p)  # (J, p): |h_j|^2 of each coefficient
+    expectation = a.sum(axis=0) - h2.sum(axis=0)
+    flat = h.reshape(n_clusters, p * p)
+    cross = (flat.T @ flat).reshape(p, p, p, p)  # [i, :, i, :]: H_i'H_i of coefficient i
+    hth = cross[np.arange(p), :, np.arange(p), :]
+    variance = 2.0 * (np.sum(a**2, axis=0) - 2.0 * np.sum(a * h2, axis=0) + np.sum(hth * hth, axis=(1, 2)))
+    df = 2.0 * expectation**2 / variance
     return RobustCovariance(
         vcov=vcov,
         df=df,
