@@ -94,6 +94,25 @@ def _cholesky_solve(theta: Array, xj: Array, border: float | None = None) -> tup
     return full[:, :size, :size], np.swapaxes(full[:, size:, :size], 1, 2)
 
 
+def _fold_single_rows(
+    row_variance: Array, level_codes: Sequence[IntArray], level_variances: Array, level_loadings: Sequence[Array] | None
+) -> tuple[Array, list[IntArray], Array, list[Array] | None]:
+    """The levels of :func:`~edueffects.core.blocks.block_covariance` with the levels whose groups are single rows
+    (e.g. the effects within studies) added to the row variance: they only add to the diagonal."""
+    row_variance = np.asarray(row_variance, dtype=np.float64)
+    kept: list[int] = []
+    for level, (codes, variance) in enumerate(zip(level_codes, level_variances, strict=True)):
+        codes = np.asarray(codes)
+        if codes.size and int(codes.min()) >= 0 and int(np.bincount(codes).max()) == 1:
+            load = 1.0 if level_loadings is None else np.asarray(level_loadings[level]) ** 2
+            row_variance = row_variance + variance * load
+        else:
+            kept.append(level)
+    variances = np.asarray(level_variances, dtype=np.float64)[kept]
+    loadings = None if level_loadings is None else [level_loadings[i] for i in kept]
+    return row_variance, [np.asarray(level_codes[i]) for i in kept], variances, loadings
+
+
 def cr2(
     x: Array,
     residuals: Array,
@@ -124,34 +143,36 @@ def cr2(
     p = x.shape[1]
     cov_beta = np.asarray(cov_beta, dtype=np.float64)
     chol_m = np.asarray(np.linalg.cholesky(cov_beta), dtype=np.float64)
-    u_all = x @ chol_m  # X M X' = U U'
+    row_variance, level_codes, level_variances, level_loadings = _fold_single_rows(
+        row_variance, level_codes, level_variances, level_loadings
+    )
+    # per row [x, e, u] (u: X M X' = U U'), gathered once per batch
+    rows_data = np.concatenate([x, residuals[:, None], x @ chol_m], axis=1)
     # X_j'Theta_j^-1 X_j <= |X_j|_F^2 / min(row variance) I <= size * max_i |x_i|^2 / min(row variance) I
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         border = 2.0 * float(np.max(np.sum(x * x, axis=1))) / float(np.min(row_variance)) + 1.0
     bordering = bool(np.isfinite(border) and border > 0.0)
-    meat_terms: list[Array] = []
+    cluster_terms: list[Array] = []
     var_terms: list[Array] = []
-    k_terms: list[Array] = []
     for rows in batches:  # (C, s): clusters of equal size together
         theta = block_covariance(rows, row_variance, level_codes, level_variances, level_loadings)
-        xj = x[rows]  # (C, s, p)
+        data = rows_data[rows]
+        xj, xe, u = data[:, :, :p], data[:, :, : p + 1], data[:, :, p + 1 :]  # X (C, s, p), [X, e], U
         chol, z = _cholesky_solve(theta, xj, border) if bordering else _cholesky_solve(theta, xj)
         chol_t = np.swapaxes(chol, 1, 2)
-        u = u_all[rows]
         # g = L'(Theta - U U')L; eigh reads its lower triangle only
         g = chol_t @ (theta - u @ np.swapaxes(u, 1, 2)) @ chol
         # g is in squared units of Theta (L'Theta L has the eigenvalues of Theta, squared)
         vectors, scale = _eigen_inverse_sqrt(g, np.max(theta.diagonal(axis1=1, axis2=2), axis=1) ** 2)
         inner = vectors @ (scale[:, :, None] * (np.swapaxes(vectors, 1, 2) @ z))  # g^{-1/2} L^-1 X
         q = chol @ inner  # (C, s, p): A'W X = E' M^-1 (M is applied to all clusters at once below)
-        q_t = np.swapaxes(q, 1, 2)
         half = chol_t @ q  # L'E' M^-1
-        meat_terms.append(q_t @ residuals[rows][:, :, None])
+        cluster_terms.append(np.swapaxes(q, 1, 2) @ xe)  # (C, p, p + 1): [M^-1 E X, M^-1 E e]
         var_terms.append(np.swapaxes(half, 1, 2) @ half)
-        k_terms.append(q_t @ xj)
-    b = np.concatenate(meat_terms)[:, :, 0] @ cov_beta  # (J, p): E_j e_j
+    terms = np.concatenate(cluster_terms)
+    b = terms[:, :, p] @ cov_beta  # (J, p): E_j e_j
     gg = _left_times(cov_beta, _right_times(np.concatenate(var_terms), cov_beta))  # (J, p, p): G_j G_j'
-    k = _left_times(cov_beta, np.concatenate(k_terms))  # (J, p, p): M X_j'W_j A_j X_j
+    k = _left_times(cov_beta, terms[:, :, :p])  # (J, p, p): M X_j'W_j A_j X_j
     a = np.einsum("jii->ji", gg)  # (J, p): |G_j[i]|^2
     vcov = b.T @ b
     h = _right_times(k, chol_m)  # (J, p, p): row i is h_j of coefficient i
