@@ -29,7 +29,14 @@ def cluster_batches(cluster: IntArray) -> tuple[list[IntArray], int]:
     change[1:] = sorted_cluster[1:] != sorted_cluster[:-1]
     starts = np.flatnonzero(change)
     sizes = np.diff(np.append(starts, order.size))
-    batches = [order[starts[sizes == size][:, None] + np.arange(size)[None, :]] for size in np.unique(sizes)]
+    by_size = np.argsort(sizes, kind="stable")  # clusters by size, in cluster order within a size
+    sorted_starts, sorted_sizes = starts[by_size], sizes[by_size]
+    first = np.flatnonzero(np.append(True, sorted_sizes[1:] != sorted_sizes[:-1]))
+    bounds = np.append(first, sizes.size)
+    batches = [
+        order[sorted_starts[lo:hi, None] + np.arange(sorted_sizes[lo])[None, :]]
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+    ]
     return batches, int(starts.size)
 
 

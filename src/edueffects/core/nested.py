@@ -436,45 +436,47 @@ def _unit_level(design: NestedDesign, theta: Array) -> tuple[Jet, Jet, Jet, Jet]
     count = stats[:, -1]
     if design.diagonal_param is None and design.replicated_param is None:
         return design._constant_unit_level
-    d = Jet.constant(design.known_var)
-    if design.diagonal_param is not None:
-        d = Jet.parameter(float(theta[design.diagonal_param]), design.diagonal_param) + d
     colsum_index, ones_index = np.arange(design.n_fixed + 1), np.array(design.n_fixed + 1)
     if design.replicated_param is None:
         # diagonal parameter only: weights 1/d with exact derivatives, summed by a sparse product
         index = design.diagonal_param
+        assert index is not None
+        d_value = float(theta[index]) + design.known_var
         # rows w0 = 1/d, w1 = -w0^2, w2 = 2 w0^3: one contiguous block, so that the total and the group
         # sums below take all three in one pass over the units
         weights = np.empty((3, count.size))
         w0, w1, w2 = weights
-        np.divide(1.0, d.value, out=w0)
+        np.divide(1.0, d_value, out=w0)
         np.multiply(w0, w0, out=w1)
         np.negative(w1, out=w1)
         np.multiply(w1, w0, out=w2)
         np.multiply(w2, -2.0, out=w2)
-        inv_d = Jet(w0, (index,), w1[None], w2[None, None])  # type: ignore[arg-type]
+        params = (index,)
         n_w0 = count * w0
         logdet = Jet(
-            np.asarray(float(np.sum(count * np.log(d.value)))),
-            (index,),  # type: ignore[arg-type]
+            np.asarray(float(np.sum(count * np.log(d_value)))),
+            params,
             np.array([np.sum(n_w0)]),
             np.array([[-np.sum(n_w0 * w0)]]),
         )
+        t0, t1, t2 = weights @ cross  # sum_u [w0, w1, w2]_u cross_u in one product
+        total = Jet(t0, params, t1[None], t2[None, None])
         if design.woodbury_starts:
             s0, s1, s2 = design.weighted_unit_sums(weights.T)
-            sums = Jet(s0, inv_d.params, s1[None], s2[None, None])
+            sums = Jet(s0, params, s1[None], s2[None, None])
         else:
             sums = Jet.constant(np.zeros((1, design.n_fixed + 2)))
-        t0, t1, t2 = weights @ cross  # sum_u [w0, w1, w2]_u cross_u in one product
-        total = Jet(t0, inv_d.params, t1[None], t2[None, None])
         level = total, sums.take_last(colsum_index), sums.take_last(ones_index), logdet
         if design.unit_loading is None:
             return level
         (l0, l1, l2), (e0, e1, e2) = design.loading_sums(weights.T)
-        loading = Jet(l0, inv_d.params, l1[None], l2[None, None])
-        squares = Jet(e0, inv_d.params, e1[None], e2[None, None])
+        loading = Jet(l0, params, l1[None], l2[None, None])
+        squares = Jet(e0, params, e1[None], e2[None, None])
         return _loading_step(design, level, loading, squares)
     assert design.group_outer is not None and design.group_count is not None
+    d = Jet.constant(design.known_var)
+    if design.diagonal_param is not None:
+        d = Jet.parameter(float(theta[design.diagonal_param]), design.diagonal_param) + d
     inv_d = d.reciprocal()
     logdet = d.log().scaled(count).total()
     sigma2 = Jet.parameter(float(theta[design.replicated_param]), design.replicated_param)
@@ -656,7 +658,7 @@ def evaluate(design: NestedDesign, theta: Array, method: Method) -> Evaluation:
 UNIT_BATCH_ELEMENTS = 1 << 18
 """Largest unit-level intermediate (elements) of a batched value evaluation (distinct residual values
 are taken in chunks)."""
-POINT_BATCH_ELEMENTS = 1 << 16
+POINT_BATCH_ELEMENTS = 1 << 17
 """Largest group-level intermediate (elements) of a batched value evaluation: points are taken in
 chunks small enough for the allocator to reuse memory (large temporaries cost page faults)."""
 
