@@ -102,6 +102,19 @@ def test_latin1_bytes_late_in_a_large_file(tmp_path: Path) -> None:
         read_table(path)
 
 
+def test_a_latin1_byte_inside_a_number_is_named_not_misread(tmp_path: Path) -> None:
+    """The byte swallows the delimiter after it, so DuckDB sees a garbled number: the line and the
+    column are still named, by the table reader and by the checked source of the engines alike."""
+    path = tmp_path / "late.csv"
+    body = "".join(f"{i * 0.01:.2f},0.05,s{i}\n" for i in range(20_000))
+    path.write_bytes(b"yi,vi,name\n" + body.encode() + b"0.5\xe9,0.05,x\n")
+    expected = r"line 20002, column 'yi': byte 0xe9 is not UTF-8 text"
+    with pytest.raises(InputError, match=expected):
+        read_table(path)
+    with pytest.raises(InputError, match=expected):
+        open_source(path)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

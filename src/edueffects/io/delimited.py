@@ -322,7 +322,8 @@ def layout(file: Path, encoding: str | None = None, delimiter: str | None = None
                 i + 1,
             )
         seen[name] = i
-    check_decodes(file, enc, sep, names)
+    if enc not in ("utf-8", "utf-8-sig"):  # UTF-8 is checked by DuckDB as it reads (see csv_error)
+        check_decodes(file, enc, sep, names)
     rows = records[1:]
     columns = _columns(rows, len(names))
     dec, notes = _decimal(file, names, columns, decimal)
@@ -399,7 +400,10 @@ def read_typed(plan: Layout, run: Callable[[Layout], T]) -> tuple[T, Layout]:
 
 
 def csv_error(plan: Layout, exc: BaseException) -> InputError:
-    """One line for a CSV that DuckDB could not parse (ragged rows, unterminated quotes)."""
+    """One line for a CSV that DuckDB could not parse (ragged rows, unterminated quotes, bytes that are
+    not UTF-8: those are located by :func:`check_decodes`, which names the line and the column)."""
+    if plan.utf8:  # a byte that is not UTF-8 garbles DuckDB's account of the line: name it first
+        check_decodes(plan.file, plan.encoding, plan.delimiter, plan.names)
     message = str(exc)
     line = _LINE.search(message)
     width = _WIDTH.search(message)

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import os
 import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +41,19 @@ DATE_TEXT = re.compile(
     r"\d{4}-\d{1,2}-\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}"
 )
 _NA = frozenset(NA_TOKENS)
+MATERIALISE_BYTES = 256 << 20
+"""Delimited files up to this size are parsed once, into a table of the process's DuckDB database: the
+check of every row and then the engine's queries read that table. Larger files stay on disk, read by
+every query (larger than memory)."""
+_TABLE_NUMBERS = itertools.count(1)
+
+
+@cache
+def database() -> duckdb.DuckDBPyConnection:
+    """The process's in-memory DuckDB database; readers and engines each work in a cursor of it."""
+    import duckdb
+
+    return duckdb.connect()
 
 
 @dataclass(frozen=True)
@@ -121,10 +136,9 @@ NamedColumns = list[tuple[str, Column]]
 
 
 def _read_delimited(file: Path, opts: ReadOptions) -> tuple[NamedColumns, tuple[Message, ...]]:
-    import duckdb
 
     plan = layout(file, opts.encoding, opts.delimiter, opts.decimal)
-    con = duckdb.connect()
+    con = database().cursor()
     try:
         arrays, plan = read_columns(con, plan)
     finally:
@@ -279,8 +293,9 @@ def checksum(path: str | Path | os.PathLike[str]) -> str:
 class Source(os.PathLike[str]):
     """A table file for an engine that reads through DuckDB, checked and counted once.
 
-    UTF-8 delimited text and Parquet stay on disk (read lazily, larger than memory); other formats
-    are held as a DataFrame. ``drop_missing`` names the columns whose missing values drop a row;
+    UTF-8 delimited text up to :data:`MATERIALISE_BYTES` is parsed once into ``table`` (dropped with
+    the Source); larger delimited files and Parquet stay on disk (read lazily, larger than memory);
+    other formats are held as a DataFrame. ``drop_missing`` names the columns whose missing values drop a row;
     ``missing`` counts them per column and ``rows_dropped`` the rows dropped."""
 
     path: Path
@@ -292,6 +307,7 @@ class Source(os.PathLike[str]):
     missing: dict[str, int] = field(default_factory=dict)
     rows_dropped: int = 0
     columns: tuple[str, ...] = ()
+    table: str | None = None  # the parsed file in the process's DuckDB database (columns c0, c1, ...)
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -312,9 +328,15 @@ def _duck_error(file: Path, exc: BaseException) -> InputError:
 
 
 def open_source(
-    path: str | Path | os.PathLike[str], options: ReadOptions | None = None, drop_missing: Sequence[str] = ()
+    path: str | Path | os.PathLike[str],
+    options: ReadOptions | None = None,
+    drop_missing: Sequence[str] = (),
+    hold: bool = True,
 ) -> Source:
-    """Check a table file once for :func:`register`: types from every row, missing values counted."""
+    """Check a table file once for :func:`register`: types from every row, missing values counted.
+
+    ``hold``: a delimited file up to :data:`MATERIALISE_BYTES` is kept parsed in the process's DuckDB
+    database for as long as the Source lives (False: every query reads the file)."""
     if isinstance(path, Source):
         return path
     file, suffix = _checked_path(path)
@@ -323,7 +345,7 @@ def open_source(
     if suffix in DELIMITED:
         plan = layout(file, opts.encoding, opts.delimiter, opts.decimal)
         if plan.utf8:
-            return _csv_source(plan, drop)
+            return _csv_source(plan, drop, hold)
     if suffix == ".parquet":
         return _parquet_source(file, drop)
     table = load_table(file, opts)
@@ -340,44 +362,49 @@ def open_source(
     )
 
 
-def _csv_source(plan: Layout, drop: tuple[str, ...]) -> Source:
-    import duckdb
-
+def _csv_source(plan: Layout, drop: tuple[str, ...], hold: bool) -> Source:
     index = {name: i for i, name in enumerate(plan.names) if name}
     dropped = [index[c] for c in drop if c in index]
     n = len(plan.names)
+    held = hold and plan.file.stat().st_size <= MATERIALISE_BYTES
+    table = f"edueffects_source_{next(_TABLE_NUMBERS)}" if held else None
 
     def scan(p: Layout) -> tuple[int, ...]:
-        empty = p.empty_sql()
-        any_missing = " OR ".join(f"({p.expr(i)}) IS NULL" for i in dropped) or "false"
-        parts = [
-            f"count(*) FILTER (WHERE NOT ({empty}))",
-            f"count(*) FILTER (WHERE {empty})",
-            *(f"count({p.expr(i)})" for i in range(n)),
-            *(f"count(*) FILTER (WHERE NOT ({empty}) AND ({p.expr(i)}) IS NULL)" for i in dropped),
-            f"count(*) FILTER (WHERE NOT ({empty}) AND ({any_missing}))",
-        ]
-        con = duckdb.connect()
+        con = database().cursor()
         try:
-            row = con.execute(f"SELECT {', '.join(parts)} FROM {p.source_sql()}").fetchone()
+            if table is None:
+                source, expr = p.source_sql(), p.expr
+            else:  # parsed once: the counts below and the engine read the table
+                typed = ", ".join(f"{p.expr(i)} AS c{i}" for i in range(n))
+                con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {typed} FROM {p.source_sql()}")
+                source, expr = table, _stored_column
+            empty = " AND ".join(f"({expr(i)}) IS NULL" for i in range(n))
+            any_missing = " OR ".join(f"({expr(i)}) IS NULL" for i in dropped) or "false"
+            parts = [
+                f"count(*) FILTER (WHERE NOT ({empty}))",
+                f"count(*) FILTER (WHERE {empty})",
+                *(f"count({expr(i)})" for i in range(n)),
+                *(f"count(*) FILTER (WHERE NOT ({empty}) AND ({expr(i)}) IS NULL)" for i in dropped),
+                f"count(*) FILTER (WHERE NOT ({empty}) AND ({any_missing}))",
+            ]
+            row = con.execute(f"SELECT {', '.join(parts)} FROM {source}").fetchone()
         finally:
             con.close()
         assert row is not None
         return tuple(int(v) for v in row)
 
-    counts, plan = read_typed(plan, scan)
+    try:
+        counts, plan = read_typed(plan, scan)
+    except BaseException:
+        _drop_table(table)
+        raise
     rows, empty_rows = counts[0], counts[1]
     filled = counts[2 : 2 + n]
-    for i, name in enumerate(plan.names):
-        if not name and filled[i]:
-            raise InputError("file '{0}': column {1} has values but no name in the header", plan.file, i + 1)
-    if rows == 0:
-        raise InputError("file '{0}' has a header but no rows", plan.file)
     notes = list(plan.notes)
     if empty_rows:
         notes.append(Message("file '{0}': {1} empty row(s) skipped", plan.file, empty_rows))
     missing = {plan.names[i]: counts[2 + n + j] for j, i in enumerate(dropped)}
-    return Source(
+    source = Source(
         path=plan.file,
         plan=plan,
         notes=tuple(notes),
@@ -386,7 +413,26 @@ def _csv_source(plan: Layout, drop: tuple[str, ...]) -> Source:
         missing=missing,
         rows_dropped=counts[-1],
         columns=tuple(name for name in plan.names if name),
+        table=table,
     )
+    if table is not None:
+        weakref.finalize(source, _drop_table, table).atexit = False  # the process's memory goes at exit
+    for i, name in enumerate(plan.names):
+        if not name and filled[i]:
+            raise InputError("file '{0}': column {1} has values but no name in the header", plan.file, i + 1)
+    if rows == 0:
+        raise InputError("file '{0}' has a header but no rows", plan.file)
+    return source
+
+
+def _stored_column(i: int) -> str:
+    """Column ``i`` of a parsed file's table (missing-value markers already NULL)."""
+    return f"c{i}"
+
+
+def _drop_table(table: str | None) -> None:
+    if table is not None:
+        database().execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _parquet_source(file: Path, drop: tuple[str, ...]) -> Source:
@@ -424,13 +470,32 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _visible(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether ``con`` sees ``table`` (a cursor of :func:`database`; another database does not)."""
+    import duckdb
+
+    try:
+        con.execute(f"SELECT * FROM {table} LIMIT 0")
+    except duckdb.CatalogException:
+        return False
+    return True
+
+
 def register(con: duckdb.DuckDBPyConnection, name: str, data: str | Path | os.PathLike[str]) -> Source:
     """Create the temporary view ``name`` of a table file (or :class:`Source`) in ``con``."""
     import duckdb
 
-    source = data if isinstance(data, Source) else open_source(data)
+    source = data if isinstance(data, Source) else open_source(data, hold=False)  # nobody would hold it
     try:
-        if source.plan is not None:
+        if source.table is not None and source.plan is not None and _visible(con, source.table):
+            plan = source.plan
+            index = {c: i for i, c in enumerate(plan.names) if c}
+            empty = " AND ".join(f"c{i} IS NULL" for i in range(len(plan.names)))
+            conditions = [f"NOT ({empty})", *(f"c{index[c]} IS NOT NULL" for c in source.drop_missing if c in index)]
+            columns = ", ".join(f"c{i} AS {quote(c)}" for c, i in index.items())
+            where = " AND ".join(conditions)
+            con.execute(f"CREATE TEMP VIEW {quote(name)} AS SELECT {columns} FROM {source.table} WHERE {where}")
+        elif source.plan is not None:
             plan = source.plan
             index = {c: i for i, c in enumerate(plan.names) if c}
             conditions = [f"NOT ({plan.empty_sql()})"]
@@ -460,6 +525,7 @@ __all__ = [
     "Source",
     "Table",
     "checksum",
+    "database",
     "drop_missing",
     "holds_dates",
     "load_table",

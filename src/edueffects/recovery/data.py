@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeGuard, cast
 
@@ -146,14 +145,6 @@ def domains(data: pd.DataFrame | str | Path, column: str) -> tuple[list[str], in
     return [str(r[0]) for r in rows if r[0] is not None], sum(int(r[1]) for r in rows if r[0] is None)
 
 
-@cache
-def _database() -> duckdb.DuckDBPyConnection:
-    """One in-memory DuckDB per process; each aggregation works in its own cursor (connection)."""
-    import duckdb
-
-    return duckdb.connect()
-
-
 def _is_frame(data: object) -> TypeGuard[pd.DataFrame]:
     """Whether ``data`` is a pandas DataFrame (without importing pandas: a DataFrame needs it loaded)."""
     pandas = sys.modules.get("pandas")
@@ -163,7 +154,9 @@ def _is_frame(data: object) -> TypeGuard[pd.DataFrame]:
 def _connect_all(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
     import duckdb
 
-    con = _database().cursor()
+    from edueffects.io import database
+
+    con = database().cursor()
     if _is_frame(data):
         con.register("src_frame", data)
         con.execute("CREATE TEMP VIEW src_all AS SELECT * FROM src_frame")
