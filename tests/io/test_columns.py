@@ -65,6 +65,8 @@ def test_columns_refuse_ragged_or_foreign_data() -> None:
         Columns({"a": np.arange(3), "b": np.arange(4)})
     with pytest.raises(InputError, match="one-dimensional"):
         Columns({"a": np.zeros((2, 2))})
+    with pytest.raises(InputError, match="one-dimensional"):
+        ee.meta({"yi": 0.5, "vi": [0.1, 0.2]}, "yi", "vi")  # a single number is not a column
     with pytest.raises(InputError, match="DataFrame or a mapping"):
         Columns.of([1, 2, 3])
     with pytest.raises(InputError, match="'a' appears twice"):

@@ -109,11 +109,11 @@ class Columns:
     arrays: Mapping[str, Column]
 
     def __post_init__(self) -> None:
+        if any(np.ndim(v) != 1 for v in self.arrays.values()):
+            raise InputError("every column must be one-dimensional")
         lengths = {len(v) for v in self.arrays.values()}
         if len(lengths) > 1:
             raise InputError("columns must all have the same length (got {0})", ", ".join(map(str, sorted(lengths))))
-        if any(np.ndim(v) != 1 for v in self.arrays.values()):
-            raise InputError("every column must be one-dimensional")
 
     @property
     def columns(self) -> tuple[str, ...]:
