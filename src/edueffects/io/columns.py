@@ -30,11 +30,13 @@ Column = NDArray[Any]
 
 
 def _is_missing(value: object) -> bool:
-    """None, a float NaN, or pandas' NA / NaT in an object column."""
+    """None, a NaN of any float type, a NaT, or pandas' NA / NaT in an object column (as ``pd.isna``)."""
     if value is None:
         return True
-    if isinstance(value, float):
-        return value != value
+    if isinstance(value, float | np.floating):
+        return bool(value != value)
+    if isinstance(value, np.datetime64 | np.timedelta64):
+        return bool(np.isnat(value))
     return type(value).__name__ in ("NAType", "NaTType")
 
 

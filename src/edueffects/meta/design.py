@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from edueffects.core.errors import InputError
 from edueffects.core.jet import Array
-from edueffects.io.columns import Column, Columns, is_data_frame, missing_mask
+from edueffects.io.columns import Column, Columns, column_values, is_data_frame, missing_mask
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,6 +52,23 @@ class MetaData:
     n_dropped: int
     table: Columns
     source: pd.DataFrame | None = None
+
+
+def _used_columns(data: TableLike, source: pd.DataFrame | None, used: Sequence[str]) -> Columns:
+    """The columns a model uses, by the user's labels: of a DataFrame only these are converted (its
+    other columns may repeat names or hold anything), of columns or a mapping all are kept."""
+    if source is None:
+        table = Columns.of(data)
+        _require_columns(table, used)
+        return table
+    _require_columns(source, used)
+    labels = list(source.columns)
+    arrays: dict[str, Column] = {}
+    for name in dict.fromkeys(used):
+        if labels.count(name) > 1:
+            raise InputError("column name '{0}' appears twice in the data; rename one", name)
+        arrays[name] = column_values(source[name])
+    return Columns(arrays)
 
 
 def _is_text(value: object) -> bool:
@@ -374,7 +391,7 @@ def moderator_matrix(
                     col,
                     repr(_format_level(levels[0])),
                 )
-    bools = frozenset(c for c in required if data[c].dtype.kind == "b")
+    bools = frozenset(c for c in required if _is_bool_column(data[c], None if source is None else source[c]))
     plain = _plain_columns(formula)
     spec: Any = None
     if plain is not None and all(_is_number_column(data[c]) and c not in categorical for c in plain):
@@ -416,6 +433,16 @@ def moderator_matrix(
     return x, ModelTerms(formula=formula, coef_names=names, terms=terms, spec=spec, columns=tuple(required))
 
 
+def _is_bool_column(values: Column, original: pd.Series | None) -> bool:
+    """A column of booleans: by the user's own column type when there is one (a nullable boolean with
+    missing values is one, though its values arrive as objects), else by the array's."""
+    if original is not None:
+        import pandas as pd
+
+        return bool(pd.api.types.is_bool_dtype(original))
+    return values.dtype.kind == "b"
+
+
 def _distinct(values: Column) -> list[object]:
     """The distinct present values of a column, in order of first appearance."""
     present = values[~missing_mask(values)]
@@ -439,15 +466,15 @@ def prepare(
     """Validate the table (a DataFrame, :class:`~edueffects.io.columns.Columns` or a mapping of
     column names to arrays) and build the arrays of one meta-analytic model."""
     source = data.reset_index(drop=True) if is_data_frame(data) else None  # type: ignore[union-attr]
-    table = Columns.of(data)
+    names = list(source.columns) if source is not None else list(Columns.of(data).columns)
     if within is not None and cluster is None:
         raise InputError("'within' needs 'cluster': effects are nested within clusters")
     formula, written = moderator_formula(mods, categorical)
     if written:
-        _check_formula(formula, list(table.columns))
-    mod_columns = _formula_columns(formula, list(table.columns))
+        _check_formula(formula, names)
+    mod_columns = _formula_columns(formula, names)
     used = [yi, vi, *([cluster] if cluster else []), *([within] if within else []), *mod_columns]
-    _require_columns(table, used)
+    table = _used_columns(data, source, used)
     y_all = _numeric(table, yi)
     v_all = _numeric(table, vi)
     missing_by_column = {c: missing_mask(table[c]) for c in dict.fromkeys(used)}

@@ -29,7 +29,7 @@ from edueffects.core.results import (
     hypothesis_matrix as core_hypothesis_matrix,
 )
 from edueffects.core.robust import RobustCovariance, cr2
-from edueffects.io.columns import Columns, missing_mask
+from edueffects.io.columns import Columns, column_values, missing_mask
 from edueffects.meta.dependence import che_loadings, multilevel_design
 from edueffects.meta.design import ModelTerms, mixed_type_position, sorted_codes
 from edueffects.meta.intervals import VarianceProfiles
@@ -329,9 +329,12 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
         working covariance is the model's (with ``rho``: the CHE model, as clubSandwich on ``rma.mv``)."""
         fit = self.state
         if isinstance(cluster, str):
-            if cluster not in fit.table.columns:
+            if cluster in fit.table.columns:
+                values = fit.table[cluster]
+            elif fit.source is not None and cluster in fit.source.columns:  # a column the model does not use
+                values = column_values(fit.source[cluster])
+            else:
                 raise InputError("robust cluster column '{0}' not found", cluster)
-            values = fit.table[cluster]
             label = cluster
         else:
             values = np.asarray(cluster)
