@@ -8,9 +8,10 @@ columns hold none (an integer column with a missing value is read as float, a bo
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 from numpy.typing import NDArray
@@ -98,9 +99,10 @@ def column_values(series: pd.Series) -> Column:
     return values
 
 
-def is_data_frame(data: object) -> bool:
-    """Whether ``data`` is a pandas DataFrame (answered without importing pandas)."""
-    return any(c.__name__ == "DataFrame" and c.__module__.startswith("pandas") for c in type(data).__mro__)
+def is_data_frame(data: object) -> TypeGuard[pd.DataFrame]:
+    """Whether ``data`` is a pandas DataFrame (without importing pandas: a DataFrame needs it loaded)."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(data, pandas.DataFrame)
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,6 +166,6 @@ class Columns:
         if isinstance(data, Mapping):
             return cls({str(name): np.asarray(values) for name, values in data.items()})
         if is_data_frame(data):
-            return cls.from_frame(data)  # type: ignore[arg-type]
+            return cls.from_frame(data)
         raise InputError("data must be a pandas DataFrame or a mapping of column names to arrays (got {0})",
                          type(data).__name__)  # fmt: skip

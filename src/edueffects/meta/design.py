@@ -54,13 +54,13 @@ class MetaData:
     source: pd.DataFrame | None = None
 
 
-def _used_columns(data: TableLike, source: pd.DataFrame | None, used: Sequence[str]) -> Columns:
-    """The columns a model uses, by the user's labels: of a DataFrame only these are converted (its
-    other columns may repeat names or hold anything), of columns or a mapping all are kept."""
+def _used_columns(given: Columns | None, source: pd.DataFrame | None, used: Sequence[str]) -> Columns:
+    """The columns a model uses, by the user's labels: of a DataFrame (``source``) only these are
+    converted (its other columns may repeat names or hold anything); ``given`` columns are kept whole."""
     if source is None:
-        table = Columns.of(data)
-        _require_columns(table, used)
-        return table
+        assert given is not None
+        _require_columns(given, used)
+        return given
     _require_columns(source, used)
     labels = list(source.columns)
     arrays: dict[str, Column] = {}
@@ -465,8 +465,14 @@ def prepare(
 ) -> MetaData:
     """Validate the table (a DataFrame, :class:`~edueffects.io.columns.Columns` or a mapping of
     column names to arrays) and build the arrays of one meta-analytic model."""
-    source = data.reset_index(drop=True) if is_data_frame(data) else None  # type: ignore[union-attr]
-    names = list(source.columns) if source is not None else list(Columns.of(data).columns)
+    source: pd.DataFrame | None = None
+    given: Columns | None = None
+    if is_data_frame(data):
+        source = data.reset_index(drop=True)
+        names = list(source.columns)
+    else:
+        given = Columns.of(data)
+        names = list(given.columns)
     if within is not None and cluster is None:
         raise InputError("'within' needs 'cluster': effects are nested within clusters")
     formula, written = moderator_formula(mods, categorical)
@@ -474,7 +480,7 @@ def prepare(
         _check_formula(formula, names)
     mod_columns = _formula_columns(formula, names)
     used = [yi, vi, *([cluster] if cluster else []), *([within] if within else []), *mod_columns]
-    table = _used_columns(data, source, used)
+    table = _used_columns(given, source, used)
     y_all = _numeric(table, yi)
     v_all = _numeric(table, vi)
     missing_by_column = {c: missing_mask(table[c]) for c in dict.fromkeys(used)}

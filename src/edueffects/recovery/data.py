@@ -8,17 +8,17 @@ too and ends in one :class:`InputError` line naming the column, the school or th
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeGuard, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 from edueffects.core.errors import InputError, Message
 from edueffects.core.jet import Array
+from edueffects.io.columns import is_data_frame
 from edueffects.recovery.frame import (
     CellFrame,
     Schools,
@@ -145,19 +145,13 @@ def domains(data: pd.DataFrame | str | Path, column: str) -> tuple[list[str], in
     return [str(r[0]) for r in rows if r[0] is not None], sum(int(r[1]) for r in rows if r[0] is None)
 
 
-def _is_frame(data: object) -> TypeGuard[pd.DataFrame]:
-    """Whether ``data`` is a pandas DataFrame (without importing pandas: a DataFrame needs it loaded)."""
-    pandas = sys.modules.get("pandas")
-    return pandas is not None and isinstance(data, pandas.DataFrame)
-
-
 def _connect_all(data: pd.DataFrame | str | Path) -> duckdb.DuckDBPyConnection:
     import duckdb
 
     from edueffects.io import database
 
     con = database().cursor()
-    if _is_frame(data):
+    if is_data_frame(data):
         con.register("src_frame", data)
         con.execute("CREATE TEMP VIEW src_all AS SELECT * FROM src_frame")
         return con

@@ -15,19 +15,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edueffects.core.nested import IntArray
+from edueffects.io.columns import Column, Columns
 
 if TYPE_CHECKING:
     import pandas as pd
 
-Column = NDArray[Any]
 Schools = tuple[Column, IntArray]  # the distinct schools in sorted order and each row's index among them
 
 
-class CellFrame:
-    """Named one-dimensional columns of equal length, in order."""
+class CellFrame(Columns):
+    """The cells of a fit while the engine builds them: :class:`~edueffects.io.columns.Columns` to which
+    columns are added (``frame[name] = values``) and from which they are dropped."""
 
     def __init__(self, columns: Mapping[str, Column]) -> None:
-        self._columns = {str(name): np.asarray(values) for name, values in columns.items()}
+        super().__init__({str(name): np.asarray(values) for name, values in columns.items()})
 
     @classmethod
     def fetched(cls, result: Mapping[str, Any]) -> tuple[CellFrame, set[str]]:
@@ -51,38 +52,19 @@ class CellFrame:
             columns[str(name)] = np.asarray(values)
         return cls(columns), nulls
 
-    @property
-    def columns(self) -> list[str]:
-        return list(self._columns)
-
-    def __getitem__(self, name: str) -> Column:
-        return self._columns[name]
-
     def __setitem__(self, name: str, values: Column) -> None:
-        self._columns[name] = np.asarray(values)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._columns
-
-    def __len__(self) -> int:
-        return len(next(iter(self._columns.values()))) if self._columns else 0
+        self.arrays[name] = np.asarray(values)  # type: ignore[index]
 
     def take(self, rows: NDArray[Any]) -> CellFrame:
         """The rows ``rows`` (a boolean mask or positions) of every column."""
-        return CellFrame({name: values[rows] for name, values in self._columns.items()})
+        return CellFrame(super().take(rows).arrays)
 
     def drop(self, names: Iterable[str]) -> CellFrame:
         gone = set(names)
-        return CellFrame({name: values for name, values in self._columns.items() if name not in gone})
+        return CellFrame({name: values for name, values in self.arrays.items() if name not in gone})
 
     def copy(self) -> CellFrame:
-        return CellFrame({name: values.copy() for name, values in self._columns.items()})
-
-    def to_frame(self) -> pd.DataFrame:
-        """The same columns as a pandas DataFrame."""
-        import pandas as pd
-
-        return pd.DataFrame(dict(self._columns))
+        return CellFrame({name: values.copy() for name, values in self.arrays.items()})
 
 
 def as_cells(frame: CellFrame | pd.DataFrame) -> CellFrame:
