@@ -20,12 +20,16 @@ def nested_codes(rng: np.random.Generator, n: int, depth: int) -> list[np.ndarra
 
 def dense_loglik(x, y, v, codes, theta, residual, method):
     """Textbook ML/REML log-likelihood with the full n x n marginal covariance (metafor's constant)."""
-    n, p = x.shape
     levels = len(codes)
-    diag = v + (theta[levels] if residual else 0.0)
-    cov = np.diag(diag)
+    cov = np.diag(v + (theta[levels] if residual else 0.0))
     for c, s2 in zip(codes, theta[:levels], strict=True):
         cov = cov + s2 * (c[:, None] == c[None, :])
+    return covariance_loglik(x, y, cov, method)
+
+
+def covariance_loglik(x, y, cov, method):
+    """The log-likelihood of ``y ~ N(X b, cov)`` (REML: of the residuals), the GLS ``b`` and its covariance."""
+    n, p = x.shape
     w = np.linalg.inv(cov)
     a = x.T @ w @ x
     beta = np.linalg.solve(a, x.T @ w @ y)
@@ -153,15 +157,7 @@ def test_known_loading_matches_dense_oracle(shape: str, method: str) -> None:
         cov = np.diag(diag) + rho * np.outer(s, s) * same
         for c, s2 in zip(codes, theta[: len(codes)], strict=True):
             cov = cov + s2 * (c[:, None] == c[None, :])
-        w = np.linalg.inv(cov)
-        a = x.T @ w @ x
-        r = y - x @ np.linalg.solve(a, x.T @ w @ y)
-        value = np.linalg.slogdet(cov)[1] + r @ w @ r
-        if method == "REML":
-            value += np.linalg.slogdet(a)[1] - np.linalg.slogdet(x.T @ x)[1] + (n - 2) * np.log(2 * np.pi)
-        else:
-            value += n * np.log(2 * np.pi)
-        return float(-0.5 * value)
+        return float(covariance_loglik(x, y, cov, method)[0])
 
     perm = rng.permutation(n)
     design = design_from_rows(

@@ -27,6 +27,7 @@ from edueffects.report.document import neutral
 from edueffects.soma.result import SomaResult
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.axis import Axis
     from matplotlib.backend_bases import RendererBase
     from matplotlib.legend import Legend
@@ -589,14 +590,7 @@ def funnel(result: SomaResult, tr: Translate = _same) -> Figure:
     ax.axvline(center, color="#cc0000", lw=0.8, label=tr("pooled z"))
     ax.scatter(effects.z, effects.sez, s=12, color="#0b5394", alpha=0.7)
     ax.set_ylim(top, 0.0)
-    ax.set_xlabel(tr("Fisher z"))
-    ax.set_ylabel(tr("standard error of z"))
-    est, _, _, p = result.egger_slope
-    ax.set_title(
-        tr("Funnel plot (small-study slope {slope}, CR2 p = {p})").format(
-            slope=_short(tr, est, "+.2f"), p=_short(tr, p, ".2g")
-        )
-    )
+    _label_soma_funnel(ax, result, tr, tr("Funnel plot (small-study slope {slope}, CR2 p = {p})"))
     ax.legend(frameon=False, fontsize=8)
     return fig
 
@@ -678,15 +672,16 @@ def soma_contour_funnel(result: SomaResult, tr: Translate = _same) -> Figure:
     contours at .10, .05 and .01) with the pooled z and the multilevel Egger test in the title."""
     fig = contour_funnel(result.overall, tr, contours=(0.10, 0.05, 0.01))
     ax = fig.axes[0]
+    _label_soma_funnel(ax, result, tr, tr("Contour-enhanced funnel plot (small-study slope {slope}, CR2 p = {p})"))
+    return fig
+
+
+def _label_soma_funnel(ax: Axes, result: SomaResult, tr: Translate, title: str) -> None:
+    """Axis labels of a funnel plot of Fisher z, and ``title`` with the multilevel Egger slope and its CR2 p."""
     ax.set_xlabel(tr("Fisher z"))
     ax.set_ylabel(tr("standard error of z"))
     est, _, _, p = result.egger_slope
-    ax.set_title(
-        tr("Contour-enhanced funnel plot (small-study slope {slope}, CR2 p = {p})").format(
-            slope=_short(tr, est, "+.2f"), p=_short(tr, p, ".2g")
-        )
-    )
-    return fig
+    ax.set_title(title.format(slope=_short(tr, est, "+.2f"), p=_short(tr, p, ".2g")))
 
 
 def soma_figures(result: SomaResult, folder: str | Path, tr: Translate = _same) -> list[Path]:

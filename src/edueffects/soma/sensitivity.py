@@ -500,15 +500,17 @@ def _dependent_pairs(result: SomaResult) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _subset(
-    result: SomaResult, analysis: str, label: Message, drop: Sequence[str]
-) -> tuple[SensitivityEstimate | None, bool]:
-    """The model without the meta-analyses ``drop``; None (and False) when fewer than two remain."""
+    result: SomaResult, analysis: str, label: Message, drop: Sequence[str], notes: list[Message], too_few: Message
+) -> tuple[SensitivityEstimate | None, Literal["fitted", "too few left"]]:
+    """The model without the meta-analyses ``drop``, and whether it was fitted; when fewer than two
+    remain, None and the note ``too_few``."""
     ma = result.columns.meta_analysis
     effects = result.effects
     keep = ~effects[ma].astype(str).isin(set(drop))
     if effects.loc[keep, ma].nunique() < 2:
-        return None, False
-    return _estimate(analysis, label, _fit(effects[keep], result), ma, sorted(set(drop))), True
+        notes.append(too_few)
+        return None, "too few left"
+    return _estimate(analysis, label, _fit(effects[keep], result), ma, sorted(set(drop))), "fitted"
 
 
 def _pet_peese(result: SomaResult) -> tuple[SensitivityEstimate, PetPeese]:
@@ -605,12 +607,8 @@ def soma_sensitivity(result: SomaResult, band: float = DEFAULT_BAND, alpha: floa
             notes.append(Message("sensitivity: no meta-analysis is rated critically low by AMSTAR 2"))
         else:
             label = Message("without the {0} meta-analyses rated critically low (AMSTAR 2)", len(low))
-            amstar, ok = _subset(result, "amstar", label, low)
-            amstar_status = "fitted" if ok else "too few left"
-            if not ok:
-                notes.append(
-                    Message("sensitivity: fewer than two meta-analyses are not rated critically low: not refitted")
-                )
+            too_few = Message("sensitivity: fewer than two meta-analyses are not rated critically low: not refitted")
+            amstar, amstar_status = _subset(result, "amstar", label, low, notes, too_few)
 
     overlap: SensitivityEstimate | None = None
     overlap_status: OverlapStatus = "no studies table"
@@ -624,10 +622,8 @@ def soma_sensitivity(result: SomaResult, band: float = DEFAULT_BAND, alpha: floa
             notes.append(Message("sensitivity: no pair of meta-analyses shares half or more of its primary studies"))
         else:
             label = Message("without {0} overlapping meta-analyses (one of each dependent pair)", len(drop))
-            overlap, ok = _subset(result, "overlap", label, drop)
-            overlap_status = "fitted" if ok else "too few left"
-            if not ok:
-                notes.append(Message("sensitivity: fewer than two meta-analyses remain without the overlapping ones"))
+            too_few = Message("sensitivity: fewer than two meta-analyses remain without the overlapping ones")
+            overlap, overlap_status = _subset(result, "overlap", label, drop, notes, too_few)
 
     pp_estimate, pp = _pet_peese(result)
     return SomaSensitivity(
