@@ -86,6 +86,12 @@ class Layout:
             return f"c{i}"
         return f"CASE WHEN trim(c{i}) IN ({', '.join(_literal(t) for t in NA_TOKENS)}) THEN NULL ELSE c{i} END"
 
+    def positional_sql(self, path: Path | None = None) -> str:
+        """Every column, missing-value markers as NULL, named by position (c0, c1, ...: header names may
+        be empty or repeat)."""
+        columns = ", ".join(f"{self.expr(i)} AS c{i}" for i in range(len(self.names)))
+        return f"SELECT {columns} FROM {self.source_sql(path)}"
+
     def empty_sql(self) -> str:
         """The condition of a row that is empty in every column."""
         return " AND ".join(f"({self.expr(i)}) IS NULL" for i in range(len(self.names)))
@@ -427,8 +433,7 @@ def read_columns(con: duckdb.DuckDBPyConnection, plan: Layout) -> tuple[list[Col
     :mod:`edueffects.io.columns` holds them)."""
 
     def run(p: Layout) -> list[Column]:
-        select = ", ".join(f"{p.expr(i)} AS c{i}" for i in range(len(p.names)))
-        result = con.execute(f"SELECT {select} FROM {p.source_sql(path)}").fetchnumpy()
+        result = con.execute(p.positional_sql(path)).fetchnumpy()
         return [from_masked(cast("Column", result[f"c{i}"])) for i in range(len(p.names))]
 
     with utf8_copy(plan) as path:

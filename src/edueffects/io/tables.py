@@ -375,8 +375,7 @@ def _csv_source(plan: Layout, drop: tuple[str, ...], hold: bool) -> Source:
             if table is None:
                 source, expr = p.source_sql(), p.expr
             else:  # parsed once: the counts below and the engine read the table
-                typed = ", ".join(f"{p.expr(i)} AS c{i}" for i in range(n))
-                con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {typed} FROM {p.source_sql()}")
+                con.execute(f"CREATE OR REPLACE TABLE {table} AS {p.positional_sql()}")
                 source, expr = table, _stored_column
             empty = " AND ".join(f"({expr(i)}) IS NULL" for i in range(n))
             any_missing = " OR ".join(f"({expr(i)}) IS NULL" for i in dropped) or "false"
