@@ -1,12 +1,21 @@
-"""Small shared linear-algebra helpers (weighted least squares on diagonal weights)."""
+"""Small shared linear-algebra helpers: weighted least squares, products with a sparse matrix of kept pattern."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
 
 from edueffects.core.jet import Array
+
+try:  # the compiled kernel behind scipy's ``csr_matrix @ dense`` (same sums, term for term)
+    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
+except ImportError:  # pragma: no cover - a scipy without it: the public product
+    _csr_matvecs = None
+
+IntArray = NDArray[np.intp]
 
 
 @dataclass(frozen=True)
@@ -33,3 +42,19 @@ def weighted_ls(x: Array, y: Array, w: Array) -> WeightedFit:
     xww = xw.T @ xw
     trace_p = float(np.sum(w) - np.sum(a_inv * xww))
     return WeightedFit(beta=beta, cov_unscaled=a_inv, rss=rss, trace_p=trace_p)
+
+
+def csr_product(indptr: IntArray, indices: IntArray, data: Array, dense: Array) -> Array:
+    """``A @ dense`` for the CSR matrix ``A = (data, indices, indptr)`` (``len(indptr) - 1`` rows, as many
+    columns as ``dense`` has rows) whose pattern the caller built and keeps: scipy's compiled CSR kernel
+    without re-validating the pattern at every call (``csr_matrix`` construction costs more than the
+    product at a few thousand rows), else ``csr_matrix @ dense``."""
+    n_rows, (n_cols, n_vecs) = indptr.size - 1, dense.shape
+    dense = np.ascontiguousarray(dense, dtype=np.float64)
+    data = np.ascontiguousarray(data, dtype=np.float64)
+    if _csr_matvecs is None:
+        matrix = sparse.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+        return np.asarray(matrix @ dense, dtype=np.float64)
+    out = np.zeros((n_rows, n_vecs))
+    _csr_matvecs(n_rows, n_cols, n_vecs, indptr, indices, data, dense.ravel(), out.ravel())
+    return out

@@ -48,7 +48,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from edueffects.core.heap import keep_freed_memory
 from edueffects.core.jet import Array, Jet
+from edueffects.core.linalg import csr_product
+
+keep_freed_memory()  # the core's temporaries are reused from the heap, not faulted in afresh (core.heap)
 
 IntArray = NDArray[np.intp]
 Method = Literal["ML", "REML"]
@@ -125,6 +129,23 @@ class NestedDesign:
         indptr, indices, n_groups = self._first_pattern
         return sparse.csr_matrix((np.ones(indices.size), indices, indptr), shape=(n_groups, indices.size))
 
+    def _stacked_pattern(self, n_weights: int) -> tuple[IntArray, IntArray]:
+        """CSR ``indptr`` and ``indices`` of ``n_weights`` copies of the first-level pattern stacked
+        row-wise (group ``g`` of copy ``b`` in row ``b * groups + g``), cached per ``n_weights``."""
+        cache = self._stacked_patterns
+        if n_weights not in cache:
+            indptr, indices, _ = self._first_pattern
+            n_units = indices.size
+            offsets = np.append(
+                (indptr[None, :-1] + n_units * np.arange(n_weights)[:, None]).ravel(), n_units * n_weights
+            )
+            cache[n_weights] = (offsets.astype(np.intp), np.tile(indices, n_weights).astype(np.intp))
+        return cache[n_weights]
+
+    @cached_property
+    def _stacked_patterns(self) -> dict[int, tuple[IntArray, IntArray]]:
+        return {}
+
     def weighted_unit_sums(self, weights: Array) -> Array:
         """``sum_{u in g} w_u [sum c, count]_u`` for every first-level group ``g``; ``weights`` of
         shape (units,) give (groups, p+2), of shape (units, b) give (b, groups, p+2).
@@ -137,13 +158,11 @@ class NestedDesign:
         if weights.ndim == 2 and 1_000 <= indices.size < 100_000:
             # every weight column in one sparse product, a matrix holding the weights of column b in the
             # rows b * groups + g: the same sums, term for term, as one product per column
-            n_weights, n_units = weights.shape[1], indices.size
-            offsets = np.append((indptr[None, :-1] + n_units * np.arange(n_weights)[:, None]).ravel(), weights.size)
+            n_weights = weights.shape[1]
+            offsets, tiled = self._stacked_pattern(n_weights)
             data = np.ascontiguousarray(weights.T).ravel()
-            matrix = sparse.csr_matrix(
-                (data, np.tile(indices, n_weights), offsets), shape=(n_weights * n_groups, n_units)
-            )
-            return np.asarray(matrix @ self._sum_columns, dtype=np.float64).reshape(n_weights, n_groups, -1)
+            sums = csr_product(offsets, tiled, data, self._sum_columns)
+            return sums.reshape(n_weights, n_groups, -1)
         if weights.ndim == 2:
             return np.stack([self.weighted_unit_sums(w) for w in weights.T])
         if indices.size < 1_000:
