@@ -45,8 +45,9 @@ def clubsandwich_dense(x, e, theta_full, cluster):
     return vcov, df
 
 
+@pytest.mark.parametrize("coarser", [True, False], ids=["robust-coarser", "robust-is-model-cluster"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_cr2_matches_dense_transcription(seed: int) -> None:
+def test_cr2_matches_dense_transcription(seed: int, coarser: bool) -> None:
     rng = np.random.default_rng(seed)
     n = 70
     study = rng.integers(0, 12, size=n)
@@ -57,7 +58,8 @@ def test_cr2_matches_dense_transcription(seed: int) -> None:
     theta_full = np.diag(v) + s2[0] * (study[:, None] == study[None, :]) + s2[1] * np.eye(n)
     e = rng.normal(size=n)
     m = np.linalg.inv(x.T @ np.linalg.inv(theta_full) @ x)
-    robust_cluster = study // 2  # coarser than the model clusters
+    # coarser than the model clusters (Theta_j block-diagonal), or the model's clusters themselves
+    robust_cluster = study // 2 if coarser else study
     got = cr2(x, e, m, v, codes, s2, robust_cluster)
     vcov, df = clubsandwich_dense(x, e, theta_full, robust_cluster)
     np.testing.assert_allclose(got.vcov, vcov, rtol=1e-10, atol=1e-14)
@@ -77,3 +79,39 @@ def test_cr2_with_diagonal_working_model() -> None:
     vcov, df = clubsandwich_dense(x, e, np.diag(d), cluster)
     np.testing.assert_allclose(got.vcov, vcov, rtol=1e-10)
     np.testing.assert_allclose(got.df, df, rtol=1e-9)
+
+
+def _case(seed: int, n: int = 90) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    study = rng.integers(0, 15, size=n)
+    x = np.column_stack([np.ones(n), rng.normal(size=n), (rng.uniform(size=n) < 0.3).astype(float)])
+    return rng, study, x, rng.uniform(0.02, 0.2, size=n), rng.normal(size=n)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_cr2_with_loadings_matches_dense_transcription(seed: int) -> None:
+    """Rows standing for blocks of identical rows (loading sqrt(n), the recovery engine): Theta_j =
+    D + sigma2 lambda lambda'."""
+    rng, study, x, d, e = _case(seed)
+    load = np.sqrt(rng.integers(1, 30, size=d.size).astype(float))
+    s2 = 0.3
+    theta_full = np.diag(d) + s2 * (study[:, None] == study[None, :]) * np.outer(load, load)
+    m = np.linalg.inv(x.T @ np.linalg.solve(theta_full, x))
+    got = cr2(x, e, m, d, [study], np.array([s2]), study, level_loadings=[load])
+    vcov, df = clubsandwich_dense(x, e, theta_full, study)
+    np.testing.assert_allclose(got.vcov, vcov, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(got.df, df, rtol=1e-9)
+
+
+def test_cr2_with_a_cluster_that_alone_determines_a_coefficient() -> None:
+    """A dummy that is 1 in one cluster only makes g of that cluster singular: its eigenvalue 0 is cut,
+    as clubSandwich's matrix_power does."""
+    _, study, x, d, e = _case(6)
+    x[:, 2] = (study == 3).astype(float)
+    s2 = np.array([0.1, 0.05])
+    theta_full = np.diag(d + s2[1]) + s2[0] * (study[:, None] == study[None, :])
+    m = np.linalg.inv(x.T @ np.linalg.solve(theta_full, x))
+    got = cr2(x, e, m, d, [study, np.arange(d.size)], s2, study)
+    vcov, df = clubsandwich_dense(x, e, theta_full, study)
+    np.testing.assert_allclose(got.vcov[:2, :2], vcov[:2, :2], rtol=1e-9)
+    np.testing.assert_allclose(got.df[:2], df[:2], rtol=1e-8)

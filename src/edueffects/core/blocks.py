@@ -48,18 +48,19 @@ def block_covariance(
     level_loadings: Sequence[Array] | None = None,
 ) -> Array:
     """``Theta_j`` (C, s, s) of the clusters whose rows are ``rows`` (C, s)."""
-    size = rows.shape[1]
-    theta = np.zeros((rows.shape[0], size, size))
-    idx = np.arange(size)
-    theta[:, idx, idx] = row_variance[rows]
+    count, size = rows.shape
+    theta = np.zeros((count, size, size))
+    diagonal = theta.reshape(count, -1)[:, :: size + 1]
+    diagonal += row_variance[rows]
     for level, (codes, variance) in enumerate(zip(level_codes, level_variances, strict=True)):
         c = np.asarray(codes)[rows]
-        same = c[:, :, None] == c[:, None, :]
+        whole = bool(np.all(c == c[:, :1]))  # one group per block (e.g. the block is a study): no comparison
         if level_loadings is None:
-            theta += variance * same
+            theta += variance if whole else variance * (c[:, :, None] == c[:, None, :])
         else:
             load = level_loadings[level][rows]
-            theta += variance * same * load[:, :, None] * load[:, None, :]
+            scaled = variance if whole else variance * (c[:, :, None] == c[:, None, :])
+            theta += scaled * load[:, :, None] * load[:, None, :]
     return theta
 
 

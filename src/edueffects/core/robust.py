@@ -57,9 +57,8 @@ def _eigen_inverse_sqrt(g: Array, unit: Array | float = 1.0) -> tuple[Array, Arr
     matrix) gives the scale of ``g``, so that the cut-off does not depend on the units of the data.
     """
     values, vectors = np.linalg.eigh(g)
-    positive = values > 1e-12 * np.reshape(unit, (-1, 1))
-    scale = np.where(positive, 1.0 / np.sqrt(np.where(positive, values, 1.0)), 0.0)
-    return vectors, scale
+    values[~(values > 1e-12 * np.reshape(unit, (-1, 1)))] = np.inf  # 1 / sqrt(inf) = 0
+    return vectors, 1.0 / np.sqrt(values)
 
 
 def _batched_inverse_sqrt(g: Array) -> Array:
