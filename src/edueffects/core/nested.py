@@ -794,7 +794,10 @@ def loglik_values(design: NestedDesign, thetas: Array, method: Method) -> Array:
     thetas = np.atleast_2d(np.asarray(thetas, dtype=np.float64))
     p = design.n_fixed
     used = _unit_parameters(design)
-    if used:
+    if len(used) == 1:  # the same keys and order as the row-wise unique below, without its structured sort
+        values, inverse = np.unique(thetas[:, used[0]], return_inverse=True)
+        keys, inverse = values[:, None], inverse.reshape(-1)
+    elif used:
         keys, inverse = np.unique(thetas[:, used], axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
     else:

@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from edueffects.core.errors import InputError
 from edueffects.core.jet import Array
+from edueffects.core.linalg import column_rank
 from edueffects.io.columns import Column, Columns, column_values, is_data_frame, missing_mask
 
 if TYPE_CHECKING:
@@ -379,7 +380,8 @@ def moderator_matrix(
 
     for col in required:
         values = data[col]
-        if holds_dates(values if source is None else source[col]):
+        # a column read as numbers holds no dates (dates arrive as datetime64, periods and text as objects)
+        if values.dtype.kind not in "biuf" and holds_dates(values if source is None else source[col]):
             raise InputError(
                 "moderator '{0}' holds dates (an Excel date format?): convert it to a number such as the year", col
             )
@@ -420,12 +422,13 @@ def moderator_matrix(
     for label, idx in terms:
         if not idx:
             raise InputError("moderator term '{0}' has no variation in the data: its effect cannot be estimated", label)
-    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
-    if bad.size:
-        raise InputError("moderators row {0}: a value is not finite (check {1})", int(bad[0]) + 1, ", ".join(required))
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite.all(axis=1))[0])
+        raise InputError("moderators row {0}: a value is not finite (check {1})", bad + 1, ", ".join(required))
     if x.shape[1] == 0:
         raise InputError("moderator formula {0} leaves no coefficient to estimate", repr(formula))
-    if np.linalg.matrix_rank(x) < x.shape[1]:
+    if column_rank(x) < x.shape[1]:
         raise InputError(
             "moderators are collinear (the model matrix is not of full rank): check {0}",
             ", ".join(n for n in names if n != "intrcpt"),
@@ -436,6 +439,8 @@ def moderator_matrix(
 def _is_bool_column(values: Column, original: pd.Series | None) -> bool:
     """A column of booleans: by the user's own column type when there is one (a nullable boolean with
     missing values is one, though its values arrive as objects), else by the array's."""
+    if values.dtype.kind in "iuf":  # numbers (a nullable boolean arrives as bool or as objects)
+        return False
     if original is not None:
         import pandas as pd
 
