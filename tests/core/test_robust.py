@@ -115,3 +115,13 @@ def test_cr2_with_a_cluster_that_alone_determines_a_coefficient() -> None:
     vcov, df = clubsandwich_dense(x, e, theta_full, study)
     np.testing.assert_allclose(got.vcov[:2, :2], vcov[:2, :2], rtol=1e-9)
     np.testing.assert_allclose(got.df[:2], df[:2], rtol=1e-8)
+
+
+def test_constant_within_clusters_of_any_labels() -> None:
+    from edueffects.core.blocks import constant_within
+
+    cluster = np.array([7, 7, 1000003, 1000003, -5])
+    assert constant_within(np.array([0, 0, 2, 2, 1]), cluster)
+    assert not constant_within(np.array([0, 1, 2, 2, 1]), cluster)
+    assert constant_within(np.array([3, 3, 3, 3, 3]), np.array([0, 0, 1, 1, 2]))
+    assert not constant_within(np.array([3, 3, 4, 3, 3]), np.array([0, 0, 1, 1, 2]))

@@ -23,20 +23,22 @@ IntArray = NDArray[np.intp]
 
 def cluster_batches(cluster: IntArray) -> tuple[list[IntArray], int]:
     """Row indices of the clusters, one (C, s) array per cluster size ``s``, and the number of clusters."""
-    order = group_order([np.asarray(cluster, dtype=np.int64)], cluster.size)
-    sorted_cluster = cluster[order]
-    change = np.ones(order.size, dtype=bool)
-    change[1:] = sorted_cluster[1:] != sorted_cluster[:-1]
+    n = cluster.size
+    in_order = n < 2 or bool(np.all(cluster[1:] >= cluster[:-1]))  # the usual layout: rows sorted by cluster
+    order = None if in_order else group_order([np.asarray(cluster, dtype=np.int64)], n)
+    sorted_cluster = cluster if order is None else cluster[order]
+    change = np.ones(n, dtype=bool)
+    np.not_equal(sorted_cluster[1:], sorted_cluster[:-1], out=change[1:])
     starts = np.flatnonzero(change)
-    sizes = np.diff(np.append(starts, order.size))
+    sizes = np.diff(np.append(starts, n))
     by_size = np.argsort(sizes, kind="stable")  # clusters by size, in cluster order within a size
     sorted_starts, sorted_sizes = starts[by_size], sizes[by_size]
     first = np.flatnonzero(np.append(True, sorted_sizes[1:] != sorted_sizes[:-1]))
     bounds = np.append(first, sizes.size)
-    batches = [
-        order[sorted_starts[lo:hi, None] + np.arange(sorted_sizes[lo])[None, :]]
-        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
-    ]
+    batches = []
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        positions = sorted_starts[lo:hi, None] + np.arange(sorted_sizes[lo])[None, :]
+        batches.append(positions if order is None else order[positions])
     return batches, int(starts.size)
 
 
@@ -46,22 +48,37 @@ def block_covariance(
     level_codes: Sequence[IntArray],
     level_variances: Array,
     level_loadings: Sequence[Array] | None = None,
+    whole: Sequence[bool] | None = None,
 ) -> Array:
-    """``Theta_j`` (C, s, s) of the clusters whose rows are ``rows`` (C, s)."""
+    """``Theta_j`` (C, s, s) of the clusters whose rows are ``rows`` (C, s). ``whole[l]``: level ``l`` has one
+    group per cluster (its codes are constant within every cluster; checked per block when not given)."""
     count, size = rows.shape
     theta = np.zeros((count, size, size))
     diagonal = theta.reshape(count, -1)[:, :: size + 1]
     diagonal += row_variance[rows]
     for level, (codes, variance) in enumerate(zip(level_codes, level_variances, strict=True)):
         c = np.asarray(codes)[rows]
-        whole = bool(np.all(c == c[:, :1]))  # one group per block (e.g. the block is a study): no comparison
+        # one group per block (e.g. the block is a study): no comparison
+        one_group = bool(np.all(c == c[:, :1])) if whole is None else whole[level]
         if level_loadings is None:
-            theta += variance if whole else variance * (c[:, :, None] == c[:, None, :])
+            theta += variance if one_group else variance * (c[:, :, None] == c[:, None, :])
         else:
             load = level_loadings[level][rows]
-            scaled = variance if whole else variance * (c[:, :, None] == c[:, None, :])
+            scaled = variance if one_group else variance * (c[:, :, None] == c[:, None, :])
             theta += scaled * load[:, :, None] * load[:, None, :]
     return theta
+
+
+def constant_within(codes: IntArray, cluster: IntArray) -> bool:
+    """Whether ``codes`` take one value within every cluster (``cluster``: integer labels, usually 0..J-1)."""
+    codes, cluster = np.asarray(codes), np.asarray(cluster)
+    if cluster.size == 0:
+        return True
+    if int(cluster.min()) < 0 or int(cluster.max()) >= 2 * cluster.size:  # labels, not codes
+        cluster = np.unique(cluster, return_inverse=True)[1].reshape(-1)
+    first = np.empty(int(cluster.max()) + 1, dtype=codes.dtype)
+    first[cluster] = codes
+    return bool(np.array_equal(first[cluster], codes))
 
 
 def iter_blocks(

@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from edueffects.core.blocks import block_covariance, cluster_batches
+from edueffects.core.blocks import block_covariance, cluster_batches, constant_within
 from edueffects.core.distributions import chi2_sf, f_sf
 from edueffects.core.jet import Array
 
@@ -145,16 +145,17 @@ def cr2(
     row_variance, level_codes, level_variances, level_loadings = _fold_single_rows(
         row_variance, level_codes, level_variances, level_loadings
     )
+    whole = [constant_within(codes, cluster) for codes in level_codes]
     # per row [x, e, u] (u: X M X' = U U'), gathered once per batch
     rows_data = np.concatenate([x, residuals[:, None], x @ chol_m], axis=1)
     # X_j'Theta_j^-1 X_j <= |X_j|_F^2 / min(row variance) I <= size * max_i |x_i|^2 / min(row variance) I
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        border = 2.0 * float(np.max(np.sum(x * x, axis=1))) / float(np.min(row_variance)) + 1.0
+        border = 2.0 * float(np.max(np.einsum("ij,ij->i", x, x))) / float(np.min(row_variance)) + 1.0
     bordering = bool(np.isfinite(border) and border > 0.0)
     cluster_terms: list[Array] = []
     var_terms: list[Array] = []
     for rows in batches:  # (C, s): clusters of equal size together
-        theta = block_covariance(rows, row_variance, level_codes, level_variances, level_loadings)
+        theta = block_covariance(rows, row_variance, level_codes, level_variances, level_loadings, whole)
         data = rows_data[rows]
         xj, xe, u = data[:, :, :p], data[:, :, : p + 1], data[:, :, p + 1 :]  # X (C, s, p), [X, e], U
         chol, z = _cholesky_solve(theta, xj, border) if bordering else _cholesky_solve(theta, xj)
@@ -175,7 +176,7 @@ def cr2(
     a = np.einsum("jii->ji", gg)  # (J, p): |G_j[i]|^2
     vcov = b.T @ b
     h = _right_times(k, chol_m)  # (J, p, p): row i is h_j of coefficient i
-    h2 = (h * h) @ np.ones(p)  # (J, p): |h_j|^2 of each coefficient
+    h2 = np.einsum("jik,jik->ji", h, h)  # (J, p): |h_j|^2 of each coefficient
     expectation = a.sum(axis=0) - h2.sum(axis=0)
     flat = h.reshape(n_clusters, p * p)
     cross = (flat.T @ flat).reshape(p, p, p, p)  # [i, :, i, :]: H_i'H_i of coefficient i
