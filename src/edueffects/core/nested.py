@@ -178,7 +178,7 @@ class NestedDesign:
         unweighted least-squares fit of ``y`` on ``X`` (the total variance left to share between
         the levels, the residual and, in meta-analysis, the sampling error)."""
         m = self.n_fixed + 1
-        ia, ib = np.triu_indices(m)
+        ia, ib = _triu(m)
         total = np.zeros((m, m))
         total[ia, ib] = self.unit_stats[:, : ia.size].sum(axis=0)
         total = total + np.triu(total, 1).T
@@ -276,7 +276,7 @@ def unit_statistics(x: Array, y_sum: Array, y_sumsq: Array, count: Array) -> Arr
     """Per-unit ``[packed sum c c' | sum c | count]``, ``c = [x, y]``, for units of ``count`` rows
     sharing the same ``x`` (``y_sum``, ``y_sumsq``: the unit's sum of ``y`` and of ``y^2``)."""
     n, p = x.shape
-    ia, ib = np.triu_indices(p + 1)
+    ia, ib = _triu(p + 1)
     n_pairs = ia.size
     # filled column by column in a column-major buffer: every product reads and writes contiguous memory
     columns = np.empty((n_pairs + p + 2, n))
@@ -351,7 +351,7 @@ def design_from_units(
             unit_loading = np.ascontiguousarray(loading, dtype=np.float64)
         else:  # single-row groups: rho s s' is a diagonal term
             known_var = known_var + loading_variance * np.asarray(loading, dtype=np.float64) ** 2
-    ia, ib = np.triu_indices(p + 1)
+    ia, ib = _triu(p + 1)
     xtx = np.zeros((p + 1, p + 1))
     xtx[ia, ib] = unit_stats[:, : ia.size].sum(axis=0)
     xtx = xtx[:p, :p]

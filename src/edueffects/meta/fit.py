@@ -149,8 +149,9 @@ def _estimate_variance(
         design = multilevel_design(x, y, v, md.level_codes, rho)
         qe_df = x.shape[0] - x.shape[1]
         dl = max(0.0, (fe.rss - qe_df) / fe.trace_p)
-        floor = 1e-3 * float(np.var(y)) / len(names)
-        share = max(dl, 1e-3 * float(np.var(y))) / len(names)
+        spread = 1e-3 * float(np.var(y))
+        floor = spread / len(names)
+        share = max(dl, spread) / len(names)
         start = np.array([share if f is None else f for f in fixed])
         if len(names) == 2 and not rho and fixed == [None, None]:
             moments = _nested_moments(x, y, v, md.level_codes[0])
