@@ -44,3 +44,8 @@ def test_csr_product_is_scipys_product(kernel: bool, monkeypatch: pytest.MonkeyP
     dense = rng.normal(size=(50, 3))
     got = csr_product(matrix.indptr.astype(np.intp), matrix.indices.astype(np.intp), matrix.data, dense)
     np.testing.assert_array_equal(got, matrix @ dense)
+
+
+def test_csr_product_refuses_a_pattern_of_other_sizes() -> None:
+    with pytest.raises(ValueError, match="one sparse matrix"):
+        csr_product(np.array([0, 2, 5]), np.array([0, 1, 2]), np.ones(3), np.ones((3, 1)))

@@ -48,10 +48,15 @@ def csr_product(indptr: IntArray, indices: IntArray, data: Array, dense: Array) 
     """``A @ dense`` for the CSR matrix ``A = (data, indices, indptr)`` (``len(indptr) - 1`` rows, as many
     columns as ``dense`` has rows) whose pattern the caller built and keeps: scipy's compiled CSR kernel
     without re-validating the pattern at every call (``csr_matrix`` construction costs more than the
-    product at a few thousand rows), else ``csr_matrix @ dense``."""
+    product at a few thousand rows), else ``csr_matrix @ dense``. The kernel does not check the pattern:
+    ``indices`` must lie in ``[0, len(dense))`` and ``indptr`` rise from 0 to ``len(data)``, as a pattern built
+    for ``dense`` does (its sizes are checked here)."""
     n_rows, (n_cols, n_vecs) = indptr.size - 1, dense.shape
+    indptr, indices = np.asarray(indptr, dtype=np.intp), np.asarray(indices, dtype=np.intp)
     dense = np.ascontiguousarray(dense, dtype=np.float64)
     data = np.ascontiguousarray(data, dtype=np.float64)
+    if n_rows < 0 or indptr[0] != 0 or indptr[-1] != data.size or indices.size != data.size:
+        raise ValueError("csr_product: indptr, indices and data do not describe one sparse matrix")
     if _csr_matvecs is None:
         matrix = sparse.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
         return np.asarray(matrix @ dense, dtype=np.float64)
