@@ -11,7 +11,7 @@ import pytest
 from edueffects.core import heap
 
 # a process that imports the core, then allocates and frees a 4 MiB temporary 50 times, and prints the
-# page faults of those 50 rounds
+# page faults of those 50 rounds (4 MiB: below the 8 MiB mmap threshold, so from the heap)
 FAULTS = """
 import resource
 import numpy as np
@@ -48,6 +48,34 @@ def test_the_users_malloc_settings_are_left_alone(monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv(name, "131072")
         assert heap.keep_freed_memory() is False
         monkeypatch.delenv(name)
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.elision.enable=1:glibc.malloc.mmap_threshold=65536")
+    assert heap.keep_freed_memory() is False
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.elision.enable=1")
+    assert not heap.user_sets_malloc()
+
+
+def _retained_after_threads(env: dict[str, str]) -> int:
+    """Resident kB after 8 threads allocated and freed 20 MB temporaries (blocks above the mmap threshold)."""
+    script = """
+import threading
+import numpy as np
+import edueffects.core.nested  # noqa: F401
+def work():
+    for _ in range(5):
+        a = np.ones(2_500_000); b = a * 2; del a, b
+threads = [threading.Thread(target=work) for _ in range(8)]
+[t.start() for t in threads]; [t.join() for t in threads]
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS")))
+"""
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc parameters exist on Linux only")
+def test_blocks_above_the_mmap_threshold_are_still_given_back() -> None:
+    kept = _retained_after_threads(_clean_environment())
+    default = _retained_after_threads({**_clean_environment(), "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072"})
+    assert kept < default + 32 * 1024  # kB: not 8 threads x 20 MB kept
 
 
 def test_other_systems_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:

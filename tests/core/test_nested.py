@@ -180,3 +180,20 @@ def test_known_loading_matches_dense_oracle(shape: str, method: str) -> None:
         points[1, -1] = 0.01
     values = loglik_values(design, points, method)  # type: ignore[arg-type]
     np.testing.assert_allclose(values, [dense(t) for t in points], rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [400, 5_000])
+def test_weighted_group_sums_for_any_number_of_weight_columns(n: int) -> None:
+    """The stacked sums (one kept sparse pattern, its leading rows for fewer columns) equal one product per
+    weight column, whatever the order in which the numbers of columns come."""
+    from edueffects.core.nested import design_from_rows
+
+    rng = np.random.default_rng(n)
+    cluster = np.sort(rng.integers(0, n // 5, size=n))
+    x = np.column_stack([np.ones(n), rng.normal(size=n)])
+    design = design_from_rows(x, rng.normal(size=n), rng.uniform(0.01, 0.1, n), [cluster, np.arange(n)], False)
+    for columns in (3, 7, 1, 2, 12, 5):
+        weights = rng.uniform(0.5, 2.0, size=(n, columns))
+        got = design.weighted_unit_sums(weights)
+        for b in range(columns):
+            np.testing.assert_allclose(got[b], design.weighted_unit_sums(weights[:, b]), rtol=1e-13)

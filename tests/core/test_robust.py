@@ -125,3 +125,19 @@ def test_constant_within_clusters_of_any_labels() -> None:
     assert not constant_within(np.array([0, 1, 2, 2, 1]), cluster)
     assert constant_within(np.array([3, 3, 3, 3, 3]), np.array([0, 0, 1, 1, 2]))
     assert not constant_within(np.array([3, 3, 4, 3, 3]), np.array([0, 0, 1, 1, 2]))
+
+
+@pytest.mark.parametrize("labels", ["float", "bool-like", "text"])
+def test_cr2_with_cluster_labels_that_are_not_integer_codes(labels: str) -> None:
+    _, study, x, d, e = _case(9)
+    s2 = np.array([0.1, 0.05])
+    m = np.linalg.inv(x.T @ (x / (d + s2.sum())[:, None]))
+    cluster = {"float": study * 1.5, "bool-like": study % 2 == 0, "text": study.astype(str).astype(object)}[labels]
+    codes = np.unique(cluster, return_inverse=True)[1].reshape(-1)
+    levels = [study, np.arange(d.size)] if labels != "bool-like" else [codes, np.arange(d.size)]
+    expected = cr2(x, e, m, d, levels, s2, codes)
+    got = cr2(x, e, m, d, levels, s2, cluster)  # type: ignore[arg-type]
+    # text labels are ordered as numbers by the batching, not as text: the same sums in another order
+    tolerance = 1e-13 if labels == "text" else 0.0
+    np.testing.assert_allclose(got.vcov, expected.vcov, rtol=tolerance, atol=0.0)
+    np.testing.assert_allclose(got.df, expected.df, rtol=tolerance, atol=0.0)

@@ -74,8 +74,8 @@ def constant_within(codes: IntArray, cluster: IntArray) -> bool:
     codes, cluster = np.asarray(codes), np.asarray(cluster)
     if cluster.size == 0:
         return True
-    if int(cluster.min()) < 0 or int(cluster.max()) >= 2 * cluster.size:  # labels, not codes
-        cluster = np.unique(cluster, return_inverse=True)[1].reshape(-1)
+    if cluster.dtype.kind not in "iu" or int(cluster.min()) < 0 or int(cluster.max()) >= 2 * cluster.size:
+        cluster = np.unique(cluster, return_inverse=True)[1].reshape(-1)  # labels, not codes
     first = np.empty(int(cluster.max()) + 1, dtype=codes.dtype)
     first[cluster] = codes
     return bool(np.array_equal(first[cluster], codes))

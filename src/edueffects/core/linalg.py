@@ -63,13 +63,3 @@ def csr_product(indptr: IntArray, indices: IntArray, data: Array, dense: Array) 
     out = np.zeros((n_rows, n_vecs))
     _csr_matvecs(n_rows, n_cols, n_vecs, indptr, indices, data, dense.ravel(), out.ravel())
     return out
-
-
-def column_rank(x: Array) -> int:
-    """``numpy.linalg.matrix_rank(x)`` (singular values above ``max(n, p) eps`` times the largest) from the
-    singular values of the ``p x p`` factor ``R`` of ``x = QR``, which are those of ``x``: no SVD of ``n x p``."""
-    r = np.linalg.qr(x, mode="r")
-    values = np.linalg.svd(r, compute_uv=False)
-    if values.size == 0:
-        return 0
-    return int(np.sum(values > values.max() * max(x.shape) * np.finfo(np.float64).eps))

@@ -131,20 +131,21 @@ class NestedDesign:
 
     def _stacked_pattern(self, n_weights: int) -> tuple[IntArray, IntArray]:
         """CSR ``indptr`` and ``indices`` of ``n_weights`` copies of the first-level pattern stacked
-        row-wise (group ``g`` of copy ``b`` in row ``b * groups + g``), cached per ``n_weights``."""
-        cache = self._stacked_patterns
-        if n_weights not in cache:
-            indptr, indices, _ = self._first_pattern
-            n_units = indices.size
-            offsets = np.append(
-                (indptr[None, :-1] + n_units * np.arange(n_weights)[:, None]).ravel(), n_units * n_weights
-            )
-            cache[n_weights] = (offsets.astype(np.intp), np.tile(indices, n_weights).astype(np.intp))
-        return cache[n_weights]
+        row-wise (group ``g`` of copy ``b`` in row ``b * groups + g``). The largest pattern built so far
+        is kept; fewer copies are its leading rows (views)."""
+        indptr, indices, n_groups = self._first_pattern
+        n_units = indices.size
+        kept = self._stacked_patterns
+        if not kept or kept[0].size < n_weights * n_groups + 1:
+            copies = max(n_weights, 2 * (kept[0].size - 1) // n_groups if kept else 1)
+            offsets = (indptr[None, :-1] + n_units * np.arange(copies)[:, None]).ravel()
+            kept[:] = [np.append(offsets, n_units * copies).astype(np.intp), np.tile(indices, copies).astype(np.intp)]
+        offsets, tiled = kept
+        return offsets[: n_weights * n_groups + 1], tiled[: n_weights * n_units]
 
     @cached_property
-    def _stacked_patterns(self) -> dict[int, tuple[IntArray, IntArray]]:
-        return {}
+    def _stacked_patterns(self) -> list[IntArray]:
+        return []
 
     def weighted_unit_sums(self, weights: Array) -> Array:
         """``sum_{u in g} w_u [sum c, count]_u`` for every first-level group ``g``; ``weights`` of

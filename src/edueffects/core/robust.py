@@ -176,7 +176,7 @@ def cr2(
     a = np.einsum("jii->ji", gg)  # (J, p): |G_j[i]|^2
     vcov = b.T @ b
     h = _right_times(k, chol_m)  # (J, p, p): row i is h_j of coefficient i
-    h2 = np.einsum("jik,jik->ji", h, h)  # (J, p): |h_j|^2 of each coefficient
+    h2 = (h * h) @ np.ones(p)  # (J, p): |h_j|^2 of each coefficient
     expectation = a.sum(axis=0) - h2.sum(axis=0)
     flat = h.reshape(n_clusters, p * p)
     cross = (flat.T @ flat).reshape(p, p, p, p)  # [i, :, i, :]: H_i'H_i of coefficient i

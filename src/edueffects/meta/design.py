@@ -20,7 +20,6 @@ from numpy.typing import ArrayLike, NDArray
 
 from edueffects.core.errors import InputError
 from edueffects.core.jet import Array
-from edueffects.core.linalg import column_rank
 from edueffects.io.columns import Column, Columns, column_values, is_data_frame, missing_mask
 
 if TYPE_CHECKING:
@@ -428,7 +427,7 @@ def moderator_matrix(
         raise InputError("moderators row {0}: a value is not finite (check {1})", bad + 1, ", ".join(required))
     if x.shape[1] == 0:
         raise InputError("moderator formula {0} leaves no coefficient to estimate", repr(formula))
-    if column_rank(x) < x.shape[1]:
+    if np.linalg.matrix_rank(x) < x.shape[1]:
         raise InputError(
             "moderators are collinear (the model matrix is not of full rank): check {0}",
             ", ".join(n for n in names if n != "intrcpt"),
