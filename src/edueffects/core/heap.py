@@ -30,9 +30,7 @@ USER_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP
 
 def user_sets_malloc() -> bool:
     """Whether the user has set glibc's malloc parameters (environment variables or tunables)."""
-    return any(name in os.environ for name in USER_SETTINGS) or "glibc.malloc." in os.environ.get(
-        "GLIBC_TUNABLES", ""
-    )
+    return any(name in os.environ for name in USER_SETTINGS) or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")
 
 
 def keep_freed_memory() -> bool:
