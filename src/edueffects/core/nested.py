@@ -46,7 +46,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import sparse
 
 from edueffects.core.heap import keep_freed_memory
 from edueffects.core.jet import Array, Jet
@@ -123,12 +122,6 @@ class NestedDesign:
         n_pairs = self.unit_stats.shape[1] - (self.n_fixed + 2)
         return np.ascontiguousarray(self.unit_stats[:, n_pairs:])
 
-    @cached_property
-    def _indicator(self) -> sparse.csr_matrix:
-        """Units (columns) to first-level groups (rows), a 0/1 sparse matrix."""
-        indptr, indices, n_groups = self._first_pattern
-        return sparse.csr_matrix((np.ones(indices.size), indices, indptr), shape=(n_groups, indices.size))
-
     def _stacked_pattern(self, n_weights: int) -> tuple[IntArray, IntArray]:
         """CSR ``indptr`` and ``indices`` of ``n_weights`` copies of the first-level pattern stacked
         row-wise (group ``g`` of copy ``b`` in row ``b * groups + g``). The largest pattern built so far
@@ -151,9 +144,8 @@ class NestedDesign:
         """``sum_{u in g} w_u [sum c, count]_u`` for every first-level group ``g``; ``weights`` of
         shape (units,) give (groups, p+2), of shape (units, b) give (b, groups, p+2).
 
-        Segment sums for small designs, the cached 0/1 matrix for mid-sized ones, a sparse matrix
-        holding the weights for large ones (no n x (p+2) temporary); they differ only in rounding.
-        Several weight columns of a mid-sized design share one sparse product.
+        Segment sums for small designs, else a sparse matrix holding the weights (no n x (p+2) temporary);
+        they differ only in rounding. Several weight columns of a mid-sized design share one sparse product.
         """
         indptr, indices, n_groups = self._first_pattern
         if weights.ndim == 2 and 1_000 <= indices.size < 100_000:
@@ -168,10 +160,7 @@ class NestedDesign:
             return np.stack([self.weighted_unit_sums(w) for w in weights.T])
         if indices.size < 1_000:
             return np.asarray(np.add.reduceat(weights[:, None] * self._sum_columns, indptr[:-1], axis=0))
-        if indices.size < 100_000:
-            return np.asarray(self._indicator @ (weights[:, None] * self._sum_columns), dtype=np.float64)
-        matrix = sparse.csr_matrix((weights, indices, indptr), shape=(n_groups, indices.size))
-        return np.asarray(matrix @ self._sum_columns, dtype=np.float64)
+        return csr_product(indptr, indices, weights, self._sum_columns)
 
     @cached_property
     def variance_scale(self) -> float:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from edueffects.core.blocks import constant_within
 from edueffects.core.errors import InputError
 from edueffects.core.inference import CoefficientAccessors, CoefficientTable, coefficient_table
 from edueffects.core.jet import Array
@@ -351,17 +352,12 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
                 "column '{0}' ({1}) mixes numbers and text (effect {2}): give one type", label, "robust", mixed + 1
             )
         codes = sorted_codes(values)
-        if fit.level_codes:
-            outer = fit.level_codes[0]
-            # one robust cluster per model cluster: every row agrees with the code written for its cluster
-            representative = np.empty(int(outer.max()) + 1, dtype=codes.dtype)
-            representative[outer] = codes
-            if not np.array_equal(representative[outer], codes):
-                raise InputError(
-                    "robust cluster '{0}' splits clusters of the model: "
-                    "each model cluster must lie within one robust cluster",
-                    label,
-                )
+        if fit.level_codes and not constant_within(codes, fit.level_codes[0]):  # one robust cluster per model cluster
+            raise InputError(
+                "robust cluster '{0}' splits clusters of the model: "
+                "each model cluster must lie within one robust cluster",
+                label,
+            )
         n_clusters = int(codes.max()) + 1
         if n_clusters < 2:
             raise InputError("robust cluster '{0}' has a single cluster: cluster-robust inference needs several", label)
