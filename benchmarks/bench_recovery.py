@@ -17,7 +17,6 @@ Run: python benchmarks/bench_recovery.py [--skip-r] [--skip-large] [--runs N] [-
 from __future__ import annotations
 
 import argparse
-import compileall
 import os
 import shutil
 import statistics
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 import edueffects as ee
+from bench_meta import compile_package  # the scripts run from benchmarks/
 from edueffects.cli_support import BLAS_THREAD_VARIABLES
 
 HERE = Path(__file__).resolve().parent
@@ -72,11 +72,6 @@ def median_process(cmd: list[str], runs: int) -> tuple[float, float]:
 def command(cli: str, path: Path) -> list[str]:
     cohorts = ["--school", "school", "--cohort", "cohort", "--pandemic-cohorts", "2018", "2019"]
     return [cli, "recovery", str(path), *cohorts, "--moderators", *MODS]
-
-
-def compile_package() -> None:
-    """Compile the package's bytecode once (what ``pip install`` does), so that no run pays for it."""
-    compileall.compile_dir(Path(ee.__file__).resolve().parent, quiet=1)
 
 
 def paired_processes(ours: list[str], theirs: list[str] | None, runs: int) -> tuple[float, float, float]:
