@@ -17,7 +17,16 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "edueffects"
 
 def messages() -> list[str]:
     found: list[str] = []
-    keywords = {"_": None, "tr": None, "lang": None, "InputError": (1,), "Phrase": (1,), "Message": (1,)}
+    keywords = {
+        "_": None,
+        "tr": None,
+        "lang": None,
+        "InputError": (1,),
+        "CollinearModerators": (1,),
+        "SingularRobustTest": (1,),
+        "Phrase": (1,),
+        "Message": (1,),
+    }
     for path in sorted(SRC.rglob("*.py")):
         for _line, msg, _comments, _ctx in extract_from_file("python", str(path), keywords=keywords):
             text = msg[0] if isinstance(msg, tuple) else msg

@@ -32,6 +32,14 @@ class InputError(ValueError):
         return text.format(*values) if values else text
 
 
+class CollinearModerators(InputError):
+    """The moderators' model matrix is not of full rank."""
+
+
+class SingularRobustTest(InputError):
+    """Hypotheses whose CR2 covariance is singular (redundant hypotheses or too few clusters)."""
+
+
 class Quantity:
     """A number inside a :class:`Message`: English digits by default, the user's (``1.234,5``) when translated."""
 

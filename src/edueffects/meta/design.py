@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from edueffects.core.errors import InputError
+from edueffects.core.errors import CollinearModerators, InputError
 from edueffects.core.jet import Array
 from edueffects.io.columns import Column, Columns, column_values, is_data_frame, missing_mask
 
@@ -428,7 +428,7 @@ def moderator_matrix(
     if x.shape[1] == 0:
         raise InputError("moderator formula {0} leaves no coefficient to estimate", repr(formula))
     if np.linalg.matrix_rank(x) < x.shape[1]:
-        raise InputError(
+        raise CollinearModerators(
             "moderators are collinear (the model matrix is not of full rank): check {0}",
             ", ".join(n for n in names if n != "intrcpt"),
         )

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edueffects.core.blocks import constant_within
-from edueffects.core.errors import InputError
+from edueffects.core.errors import InputError, SingularRobustTest
 from edueffects.core.inference import CoefficientAccessors, CoefficientTable, coefficient_table
 from edueffects.core.jet import Array
 from edueffects.core.nested import Convergence, NestedDesign
@@ -174,7 +174,7 @@ class RobustResult(ResultDisplay, CoefficientAccessors):
         try:
             out = cr2_wald_test(self.covariance, self.coefficients.estimate, matrix, test)
         except ValueError:
-            raise InputError(
+            raise SingularRobustTest(
                 "the hypotheses cannot be tested cluster-robustly: their CR2 covariance is singular "
                 "(redundant hypotheses or too few clusters)"
             ) from None

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from edueffects.core.distributions import t_sf
-from edueffects.core.errors import InputError, Message, Phrase
+from edueffects.core.errors import CollinearModerators, InputError, Message, Phrase, SingularRobustTest
 from edueffects.core.inference import critical_value
 from edueffects.core.results import WaldTest
 from edueffects.io import holds_dates
@@ -29,9 +29,6 @@ from edueffects.soma.schmidt_oh import SecondOrder, schmidt_oh
 FitMethod = Literal["REML", "ML"]
 MissingPolicy = Literal["error", "drop"]
 DEFAULT_MODERATORS = ("school_level", "valence", "year", "informant")
-# the start of the error RobustResult.wald raises when the CR2 covariance of the hypotheses is singular
-SINGULAR_ROBUST_TEST = "the hypotheses cannot be tested cluster-robustly"
-COLLINEAR_MODERATORS = "moderators are collinear"  # the start of meta()'s error for a rank-deficient design
 
 
 def _names(value: object, what: str) -> list[str] | None:
@@ -150,10 +147,8 @@ def _robust_wald(robust: RobustResult, tested: list[str]) -> WaldTest | None:
     covariance singular (any other error is raised)."""
     try:
         return robust.wald(tested, test="HTZ")
-    except InputError as error:
-        if error.template.startswith(SINGULAR_ROBUST_TEST):
-            return None
-        raise
+    except SingularRobustTest:
+        return None
 
 
 def _moderator_test(
@@ -295,9 +290,7 @@ def soma(
     if len(tests) > 1:
         try:
             joint = _moderator_test("joint", frame, cols, [t.name for t in tests], method, notes, Phrase("joint"))
-        except InputError as error:  # few meta-analyses: moderators at their level are easily collinear
-            if not error.template.startswith(COLLINEAR_MODERATORS):
-                raise
+        except CollinearModerators:  # few meta-analyses: moderators at their level are easily collinear
             notes.append(
                 Message("joint moderator model skipped: its moderators are collinear in {0} meta-analyses", n_meta)
             )
