@@ -111,3 +111,24 @@ def test_meta_reads_a_frame_columns_and_a_mapping_alike(seed: int, text_clusters
         np.testing.assert_array_equal(fit.variance, fits[0].variance)
         robust, reference = fit.robust("cluster"), fits[0].robust("cluster")
         np.testing.assert_array_equal(robust.coefficients.se, reference.coefficients.se)
+
+
+def test_missing_values_of_an_object_column_with_and_without_pandas_loaded() -> None:
+    """pandas' own test when it is loaded (its NA does not compare), else None and values unequal to themselves."""
+    import subprocess
+    import sys
+
+    from edueffects.io.columns import missing_mask
+
+    values = (
+        "[None, 1.5, float('nan'), np.float32('nan'), 'a', np.datetime64('NaT'), np.datetime64('2020-01-01'), True, 0]"
+    )
+    expected = [True, False, True, True, False, True, False, False, False]
+    script = (
+        "import sys; import numpy as np; from edueffects.io.columns import missing_mask\n"
+        f"print('pandas' in sys.modules, missing_mask(np.array({values}, dtype=object)).tolist())"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"False {expected}"
+    with_na = np.array([*eval(values), pd.NA, pd.NaT], dtype=object)  # the literal written above
+    assert missing_mask(with_na).tolist() == [*expected, True, True]

@@ -30,20 +30,6 @@ if TYPE_CHECKING:
 Column = NDArray[Any]
 
 
-def _is_missing(value: object) -> bool:
-    """None, a NaN of any float type, a NaT, or pandas' NA / NaT in an object column (as ``pd.isna``)."""
-    if value is None:
-        return True
-    if isinstance(value, float | np.floating):
-        return bool(value != value)
-    if isinstance(value, np.datetime64 | np.timedelta64):
-        return bool(np.isnat(value))
-    return type(value).__name__ in ("NAType", "NaTType")
-
-
-_MISSING = np.frompyfunc(_is_missing, 1, 1)
-
-
 def missing_mask(values: Column) -> NDArray[np.bool_]:
     """Which entries of a column are missing (``NaN``, ``NaT``, ``None``, pandas' ``NA``)."""
     kind = values.dtype.kind
@@ -52,7 +38,11 @@ def missing_mask(values: Column) -> NDArray[np.bool_]:
     if kind in "mM":
         return np.isnat(values)
     if kind == "O":
-        return np.asarray(_MISSING(values), dtype=bool)
+        pandas = sys.modules.get("pandas")
+        if pandas is not None:  # its NA does not compare; pandas' own test, in compiled code
+            return np.asarray(pandas.isna(values), dtype=bool)
+        # without pandas loaded no NA can be there: None, or a value unequal to itself (NaN, NaT)
+        return np.asarray(np.equal(values, None) | np.not_equal(values, values), dtype=bool)
     return np.zeros(values.shape, dtype=bool)
 
 
