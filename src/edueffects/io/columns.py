@@ -42,7 +42,7 @@ def missing_mask(values: Column) -> NDArray[np.bool_]:
         if pandas is not None:  # its NA does not compare; pandas' own test, in compiled code
             return np.asarray(pandas.isna(values), dtype=bool)
         # without pandas loaded no NA can be there: None, or a value unequal to itself (NaN, NaT)
-        return np.asarray(np.equal(values, None) | np.not_equal(values, values), dtype=bool)
+        return np.asarray(np.equal(values, np.array(None)) | np.not_equal(values, values), dtype=bool)
     return np.zeros(values.shape, dtype=bool)
 
 
@@ -87,6 +87,32 @@ def column_values(series: pd.Series) -> Column:
     values = series.to_numpy(object)
     values[missing] = None
     return values
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+
+
+def _given_column(values: object) -> Column:
+    """A column given as an array, a pandas Series or a sequence, as a reader gives it: a Series through
+    :func:`column_values`; a sequence of numbers with missing values (``None``) as float64 with NaN; one of
+    numbers and text as objects (not numpy's text of the numbers, which would merge ``1`` and ``"1"``)."""
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(values, pandas.Series):
+        return column_values(values)
+    if isinstance(values, np.ndarray):
+        return values
+    array = np.asarray(values)
+    if array.dtype.kind == "U":
+        array = np.asarray(values, dtype=object)
+    if array.dtype.kind == "O" and array.ndim == 1:
+        missing = missing_mask(array)
+        present = array[~missing]
+        if present.size and all(_is_number(v) for v in present):
+            numbers = np.full(array.shape, np.nan)
+            numbers[~missing] = present.astype(np.float64)
+            return numbers
+    return array
 
 
 def is_data_frame(data: object) -> TypeGuard[pd.DataFrame]:
@@ -154,7 +180,7 @@ class Columns:
         if isinstance(data, Columns):
             return data
         if isinstance(data, Mapping):
-            return cls({str(name): np.asarray(values) for name, values in data.items()})
+            return cls({str(name): _given_column(values) for name, values in data.items()})
         if is_data_frame(data):
             return cls.from_frame(data)
         raise InputError("data must be a pandas DataFrame or a mapping of column names to arrays (got {0})",
