@@ -55,3 +55,24 @@ def test_every_kind_of_missing_value_in_an_object_column_counts(frame: pd.DataFr
     frame["x"] = frame["x"].astype(object)
     with pytest.raises(InputError, match="column 'x' row 3 is missing"):
         ee.meta(frame, "yi", "vi", mods=["x"])
+
+
+def test_robust_by_a_column_whose_name_appears_twice_is_refused(frame: pd.DataFrame) -> None:
+    regions = pd.DataFrame({"region": [1, 1, 1, 1, 2, 2, 2, 2]})
+    fit = ee.meta(pd.concat([frame, regions, regions], axis=1), "yi", "vi", cluster="study")
+    with pytest.raises(InputError, match="'region' appears twice"):
+        fit.robust("region")
+
+
+def test_a_mapping_of_lists_reads_as_a_data_frame_would(frame: pd.DataFrame) -> None:
+    """Numbers with a missing value (None) stay numbers; numbers and text mixed stay apart (not numpy's text)."""
+    gappy = frame.assign(x=[0.0, 1.0, None, 3.0, 4.0, 5.0, 6.0, 7.0])
+    mapping = {name: list(gappy[name]) for name in gappy.columns}
+    mapping["x"][2] = None
+    from_mapping = ee.meta(mapping, "yi", "vi", mods=["x"], missing="drop")
+    from_frame = ee.meta(gappy, "yi", "vi", mods=["x"], missing="drop")
+    assert from_mapping.coefficients.names == from_frame.coefficients.names == ("intrcpt", "x")
+    np.testing.assert_array_equal(from_mapping.coefficients.estimate, from_frame.coefficients.estimate)
+    mixed = {**mapping, "study": [1, 1, "1", "1", 3, 3, 4, 4]}
+    with pytest.raises(InputError, match="mixes numbers and text"):
+        ee.meta(mixed, "yi", "vi", cluster="study")

@@ -30,7 +30,7 @@ from edueffects.core.results import (
     hypothesis_matrix as core_hypothesis_matrix,
 )
 from edueffects.core.robust import RobustCovariance, cr2
-from edueffects.io.columns import Columns, column_values, missing_mask
+from edueffects.io.columns import Column, Columns, column_values, missing_mask
 from edueffects.meta.dependence import che_loadings, multilevel_design
 from edueffects.meta.design import ModelTerms, mixed_type_position, sorted_codes
 from edueffects.meta.intervals import VarianceProfiles
@@ -126,6 +126,17 @@ class FittedState:
     def frame(self) -> pd.DataFrame:
         """The fitted rows as a DataFrame: the user's own (its column types kept), or built from ``table``."""
         return self.source if self.source is not None else self.table.to_frame()
+
+    def column(self, name: str) -> Column | None:
+        """The fitted rows of the column ``name`` as an array: a column the model used, else one of the user's
+        DataFrame (any other column); ``None`` when there is none."""
+        if name in self.table.columns:
+            return self.table[name]
+        if self.source is None or name not in self.source.columns:
+            return None
+        if list(self.source.columns).count(name) > 1:
+            raise InputError("column name '{0}' appears twice in the data; rename one", name)
+        return column_values(self.source[name])
 
     def working_levels(self) -> tuple[Array, list[NDArray[np.intp]], Array, list[Array] | None]:
         """The marginal covariance as :func:`edueffects.core.blocks.block_covariance` levels: row variance,
@@ -330,13 +341,10 @@ class MetaResult(ResultDisplay, CoefficientAccessors, FitStatistics):
         working covariance is the model's (with ``rho``: the CHE model, as clubSandwich on ``rma.mv``)."""
         fit = self.state
         if isinstance(cluster, str):
-            if cluster in fit.table.columns:
-                values = fit.table[cluster]
-            elif fit.source is not None and cluster in fit.source.columns:  # a column the model does not use
-                values = column_values(fit.source[cluster])
-            else:
+            found = fit.column(cluster)
+            if found is None:
                 raise InputError("robust cluster column '{0}' not found", cluster)
-            label = cluster
+            values, label = found, cluster
         else:
             values = np.asarray(cluster)
             label = "cluster"
