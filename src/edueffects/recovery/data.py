@@ -26,7 +26,6 @@ from edueffects.recovery.frame import (
     codes,
     first_per_group,
     floats,
-    group_counts,
     sorted_codes,
 )
 
@@ -401,10 +400,10 @@ def _check_moderators(frame: CellFrame, spec: RecoverySpec, schools: Schools) ->
         high = np.full(n_schools, -np.inf)
         np.minimum.at(low, group, lo[rows].astype(np.float64))
         np.maximum.at(high, group, hi[rows].astype(np.float64))
-        varying = np.flatnonzero((low != high) & (group_counts(group, n_schools) > 0))
+        varying = np.flatnonzero((low != high) & (np.bincount(group, minlength=n_schools) > 0))
         if varying.size:
             i = int(varying[0])
-            where = (names[i], _native(low[i], lo), _native(high[i], hi))
+            where = (names[i], low[i], high[i])
             if is_dose:
                 raise InputError(
                     "moderator '{0}' varies within school among pandemic cohorts (school {1}: {2:g} to {3:g}); "
@@ -421,11 +420,6 @@ def _check_moderators(frame: CellFrame, spec: RecoverySpec, schools: Schools) ->
             dose.append(mod)
         frame[mod] = hi
     return tuple(dose)
-
-
-def _native(value: float, column: Array) -> object:
-    """A per-school minimum or maximum (computed in float64) as a value of its column's type."""
-    return column.dtype.type(value) if column.dtype.kind in "iu" else value
 
 
 def _check_finite(frame: CellFrame, spec: RecoverySpec) -> None:
@@ -461,8 +455,7 @@ def _school_values(frame: CellFrame, mod: str, rows: Array | None, schools: Scho
     values, group = frame[mod], school
     if rows is not None:
         values, group = values[rows], group[rows]
-    first, _ = first_per_group(values, group, len(names))
-    return np.asarray(first, dtype=np.float64)
+    return np.asarray(first_per_group(values, group, len(names)), dtype=np.float64)
 
 
 def _check_design(frame: CellFrame, spec: RecoverySpec, dose: Sequence[str], schools: Schools) -> None:
@@ -678,7 +671,7 @@ def finish_cells(
             )
         )
     school, cell = codes(frame)
-    cell_school, _ = first_per_group(school, cell, int(cell.max()) + 1)
+    cell_school = first_per_group(school, cell, int(cell.max()) + 1)
     single = int((np.bincount(cell_school) == 1).sum())  # schools with one school x cohort cell
     if single:
         notes.append(Message("{0} school(s) appear in only one cohort; they are used", single))
@@ -714,8 +707,8 @@ def standardize_moderators(
     pandemic = out["pandemic"] == 1
     for mod in moderators:
         values = _school_values(out, mod, pandemic if mod in dose else None, schools)
-        mean = values.sum() / values.size
-        sd = float(np.sqrt(((mean - values) ** 2).sum() / (values.size - 1))) if values.size > 1 else np.nan
+        mean = values.mean()
+        sd = float(values.std(ddof=1)) if values.size > 1 else np.nan
         if not np.isfinite(sd) or sd == 0.0:
             raise InputError("moderator '{0}' does not vary across schools: it cannot be standardised", mod)
         scaled = (out[mod] - float(mean)) / sd

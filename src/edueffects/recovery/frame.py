@@ -55,10 +55,6 @@ class CellFrame(Columns):
     def __setitem__(self, name: str, values: Column) -> None:
         self.arrays[name] = np.asarray(values)  # type: ignore[index]
 
-    def take(self, rows: NDArray[Any]) -> CellFrame:
-        """The rows ``rows`` (a boolean mask or positions) of every column."""
-        return CellFrame(super().take(rows).arrays)
-
     def drop(self, names: Iterable[str]) -> CellFrame:
         gone = set(names)
         return CellFrame({name: values for name, values in self.arrays.items() if name not in gone})
@@ -114,13 +110,8 @@ def codes(frame: CellFrame) -> tuple[IntArray, IntArray]:
     return school, factorize(pair)
 
 
-def first_per_group(values: Column, group: IntArray, n_groups: int) -> tuple[Column, NDArray[np.bool_]]:
-    """Each group's first value (groups in code order) and which groups have rows."""
+def first_per_group(values: Column, group: IntArray, n_groups: int) -> Column:
+    """The first value of each group that has rows (groups in code order)."""
     first = np.full(n_groups, group.size, dtype=np.intp)
     np.minimum.at(first, group, np.arange(group.size, dtype=np.intp))
-    present = first < group.size
-    return values[first[present]], present
-
-
-def group_counts(group: IntArray, n_groups: int) -> IntArray:
-    return np.bincount(group, minlength=n_groups).astype(np.intp)
+    return values[first[first < group.size]]
