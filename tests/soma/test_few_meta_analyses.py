@@ -55,8 +55,11 @@ def test_the_run_finishes_with_a_model_based_cluster_test(few: tuple[int, pd.Dat
     np.testing.assert_allclose(test.QMp, direct.pval, rtol=1e-8)
     assert test.QM_df == direct.df1
     assert NOTE.format(n=n, q=test.QM_df) in res.notes
-    # the single-moderator tests keep their robust part whenever it can be computed
-    assert all(np.isfinite(t.QM) for t in res.moderator_tests)
+    # the single-moderator tests keep their robust part (one hypothesis each: it can be computed)
+    assert res.moderator_tests and all(t.robust_test is not None and np.isfinite(t.QM) for t in res.moderator_tests)
+    # the joint model of moderators at the meta-analyses' level is collinear: skipped, with its note
+    assert res.joint is None
+    assert f"joint moderator model skipped: its moderators are collinear in {n} meta-analyses" in map(str, res.notes)
 
 
 def test_outputs_show_the_missing_robust_test(few: tuple[int, pd.DataFrame, SomaResult]) -> None:

@@ -395,18 +395,28 @@ def test_alpha_and_band_are_printed_as_used(result: SomaResult) -> None:
     assert strict.to_dict()["rules"]["alpha"] == 0.01  # type: ignore[index]
 
 
-@pytest.mark.parametrize("value", [-0.001, -0.004, 0.0, -0.0, 0.004, 0.001, 0.2512, -0.0512, 0.05, 1.0, -0.3])
-@pytest.mark.parametrize("digits", [1, 2, 3])
-def test_bounded_follows_the_report_rule(value: float, digits: int) -> None:
+@pytest.mark.parametrize(
+    ("value", "digits", "expected"),
+    [
+        (-0.001, 2, (".00", "0,00")),
+        (0.0, 2, (".00", "0,00")),
+        (-0.0, 1, (".0", "0,0")),
+        (0.004, 2, (".00", "0,00")),
+        (0.2512, 2, (".25", "0,25")),
+        (-0.0512, 2, ("-.05", "-0,05")),
+        (-0.004, 3, ("-.004", "-0,004")),
+        (-0.3, 1, ("-.3", "-0,3")),
+        (1.0, 3, ("1.000", "1,000")),
+    ],
+)
+def test_bounded_follows_the_report_rule(value: float, digits: int, expected: tuple[str, str]) -> None:
     """Bounded prints as the report does: a value that rounds to zero carries no sign, always ``digits``
-    decimals (exact zeros too)."""
-    for code in ("en", "nl", "de"):
-        lang = Language.of(code)
-        assert Bounded(value, digits).localized(lang) == lang.bounded(value, digits)
-    text = str(Bounded(value, digits))
-    assert text == Language.of("en").bounded(value, digits)
-    assert not text.startswith("-.0" + "0" * (digits - 1)) or abs(value) >= 0.5 * 10.0**-digits
-    assert str(Bounded(-0.001, 2)) == ".00" and str(Bounded(0.0, 2)) == ".00"
+    decimals (exact zeros too), no leading zero in English below 1, a decimal comma in Dutch and German."""
+    english, comma = expected
+    assert str(Bounded(value, digits)) == english
+    assert Bounded(value, digits).localized(Language.of("en")) == english
+    for code in ("nl", "de"):
+        assert Bounded(value, digits).localized(Language.of(code)) == comma
 
 
 def pairs_studies(example: simulate.SomaExample, ma02_from_ma04: int) -> pd.DataFrame:
