@@ -76,3 +76,11 @@ def test_a_mapping_of_lists_reads_as_a_data_frame_would(frame: pd.DataFrame) -> 
     mixed = {**mapping, "study": [1, 1, "1", "1", 3, 3, 4, 4]}
     with pytest.raises(InputError, match="mixes numbers and text"):
         ee.meta(mixed, "yi", "vi", cluster="study")
+
+
+def test_codes_of_text_are_numpys_sorted_codes_with_or_without_pandas() -> None:
+    from edueffects.meta.design import sorted_codes
+
+    rng = np.random.default_rng(0)
+    values = np.array([f"s{i}" for i in rng.integers(0, 50, 500)] + ["b", "A", "é", "10", "9"], dtype=object)
+    np.testing.assert_array_equal(sorted_codes(values), np.unique(values, return_inverse=True)[1].reshape(-1))
