@@ -6,7 +6,7 @@ the command line can show it in the user's language from the same catalogue as t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 
 class Phrase(str):
@@ -30,6 +30,12 @@ class InputError(ValueError):
         ]
         text: str = translate(self.template)
         return text.format(*values) if values else text
+
+
+def listed(values: Iterable[object], limit: int = 5) -> str:
+    """The first ``limit`` values, comma-separated, and ``...`` when there are more (a message's list of rows)."""
+    shown = list(values)
+    return ", ".join(map(str, shown[:limit])) + (", ..." if len(shown) > limit else "")
 
 
 class CollinearModerators(InputError):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from edueffects.core.errors import CollinearModerators, InputError
+from edueffects.core.errors import CollinearModerators, InputError, listed
 from edueffects.core.jet import Array
 from edueffects.io.columns import Column, Columns, column_values, is_data_frame, missing_mask
 
@@ -115,11 +115,6 @@ def _require_columns(data: pd.DataFrame | Columns, columns: Sequence[str]) -> No
         if col not in data.columns:
             available = ", ".join(map(str, data.columns))
             raise InputError("column '{0}' not found (available: {1})", col, available)
-
-
-def _row_list(rows: NDArray[np.intp], limit: int = 5) -> str:
-    shown = ", ".join(str(int(r) + 1) for r in rows[:limit])
-    return shown + (", ..." if rows.size > limit else "")
 
 
 def _numeric(data: Columns, col: str) -> Array:
@@ -539,7 +534,7 @@ def prepare(
             int(rows[r]) + 1,
             v[r],
             nonpositive.size,
-            _row_list(rows[nonpositive]),
+            listed(rows[nonpositive] + 1),
         )
     low, high = VARIANCE_RANGE
     unusable = np.flatnonzero((v < low) | (v > high))

@@ -30,7 +30,6 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,7 +38,7 @@ from scipy import special
 
 from edueffects.core.blocks import iter_blocks
 from edueffects.core.deletion import deletion_refits, full_data_covariances
-from edueffects.core.errors import InputError, Message
+from edueffects.core.errors import InputError, Message, listed
 from edueffects.core.inference import coefficient_table
 from edueffects.core.jet import Array
 from edueffects.core.linalg import weighted_ls
@@ -317,7 +316,7 @@ class InfluenceResult(_TableResult):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class StudentizedResiduals(ResultDisplay):
+class StudentizedResiduals(_TableResult):
     """Externally studentized residuals (metafor ``rstudent``): ``table`` one row per effect (resid, se, z,
     and the cluster deleted with it); with ``cluster``, ``clusters`` one row per cluster with
     ``X2 = e_c' S_c^-1 e_c`` and ``k``, its degrees of freedom (the rows of the cluster)."""
@@ -327,21 +326,20 @@ class StudentizedResiduals(ResultDisplay):
     left_out: str
     notes: tuple[str, ...] = ()
 
-    def tidy(self) -> pd.DataFrame:
-        return self.table.copy()
+    def _fields(self) -> dict[str, object]:
+        return {"left_out": self.left_out}
+
+    def _heading(self) -> str:
+        return f"Externally studentized residuals, deleting each {self.left_out}"
 
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {
-            "left_out": self.left_out,
-            "rows": self.table.replace({np.nan: None}).to_dict(orient="records"),
-            "notes": list(self.notes),
-        }
+        out = super().to_dict()
         if self.clusters is not None:
             out["clusters"] = self.clusters.replace({np.nan: None}).to_dict(orient="records")
         return out
 
     def summary(self) -> str:
-        text = f"Externally studentized residuals, deleting each {self.left_out}\n" + self.table.to_string(index=False)
+        text = self._heading() + "\n" + self.table.to_string(index=False)
         if self.clusters is not None:
             text += f"\n\nBy {self.left_out}: X2 on k df\n" + self.clusters.to_string(index=False)
         return text + _note_lines(self.notes)
@@ -349,11 +347,6 @@ class StudentizedResiduals(ResultDisplay):
 
 def _note_lines(notes: Sequence[str]) -> str:
     return "".join(f"\nNote: {note}" for note in notes)
-
-
-def _listed(labels: NDArray[Any]) -> str:
-    """The first five labels, comma-separated (``...`` when there are more)."""
-    return ", ".join(str(value) for value in labels[:5]) + (", ..." if labels.size > 5 else "")
 
 
 def _unconverged(fits: _Fits) -> NDArray[np.bool_]:
@@ -412,7 +405,7 @@ class _Deletions:
                 Message(
                     "without {0} {1} the moderators cannot be estimated (one is constant, or a level is gone): NaN",
                     self.what,
-                    _listed(labels[gone]),
+                    listed(labels[gone]),
                 )
             )
         unconverged = np.flatnonzero(_unconverged(self.fits))
@@ -421,7 +414,7 @@ class _Deletions:
                 Message(
                     "the refit without {0} {1} did not converge: treat its rows with caution",
                     self.what,
-                    _listed(labels[unconverged]),
+                    listed(labels[unconverged]),
                 )
             )
         return tuple(out)
@@ -547,7 +540,7 @@ def cumul(res: MetaResult, order: str) -> CumulativeResult:
         notes = (
             Message(
                 "the fit of the first {0} effects did not converge: treat its rows with caution",
-                _listed(unconverged),
+                listed(unconverged),
             ),
         )
     table = pd.concat([labels, _summary_rows(res, stacked)], axis=1)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from edueffects.core.errors import InputError, Message
+from edueffects.core.errors import InputError, Message, listed
 from edueffects.core.jet import Array
 from edueffects.io.columns import is_data_frame
 from edueffects.recovery.frame import (
@@ -322,14 +322,12 @@ def _check_one_row_per_student(con: duckdb.DuckDBPyConnection, spec: RecoverySpe
         f"GROUP BY {student} HAVING count(*) > 1 ORDER BY min({ROW}) LIMIT 1"
     ).fetchone()
     assert found is not None
-    rows = [int(r) for r in found[1]]
-    listed = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
     raise InputError(
         "column '{0}': student {1} appears in rows {2} ({3} repeated row(s) in all); a table with one row per "
         "student must hold each student once (or fit the long model: --long with --occasion and --score)",
         spec.student,
         found[0],
-        listed,
+        listed(int(r) for r in found[1]),
         repeated,
     )
 

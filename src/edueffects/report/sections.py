@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure as MplFigure
@@ -15,6 +16,9 @@ from edueffects.report import plots
 from edueffects.report.document import Figure, Section, Table
 from edueffects.report.i18n import Language
 from edueffects.soma.result import SomaResult
+
+if TYPE_CHECKING:
+    from edueffects.soma.sensitivity import SensitivityEstimate
 
 SOMA_REFERENCES = (  # first two always; then Schmidt-Oh, overlap (CCA), AMSTAR 2, metafor
     "Cheung, M. W.-L. (2014). Modeling dependent effect sizes with three-level meta-analyses: "
@@ -394,10 +398,7 @@ def _sensitivity_method(res: SomaResult, lang: Language) -> str:
     return " ".join(parts)
 
 
-def _sensitivity_row(lang: Language, label: str, est: object, full_r: float) -> list[str]:
-    from edueffects.soma.sensitivity import SensitivityEstimate
-
-    assert isinstance(est, SensitivityEstimate)
+def _sensitivity_row(lang: Language, label: str, est: SensitivityEstimate, full_r: float) -> list[str]:
     return [
         label,
         str(est.k),
@@ -419,10 +420,9 @@ def sensitivity_section(res: SomaResult, lang: Language) -> Section:
     rows = [_sensitivity_row(lang, _("all meta-analyses (main model)"), sens.full, full_r)]
     loo = sens.leave_one_out
 
-    def model_based(label: str, est: object) -> str:
+    def model_based(label: str, est: SensitivityEstimate) -> str:
         """A leave-one-out label with ", model-based p" when its p is not CR2 (two meta-analyses)."""
-        robust_p = getattr(est, "robust_p", None)
-        return label if robust_p is not None else _("{label}, model-based p").format(label=label)
+        return label if est.robust_p is not None else _("{label}, model-based p").format(label=label)
 
     lo, hi = min(e.r for e in loo), max(e.r for e in loo)
     ks = [e.k for e in loo]
