@@ -24,6 +24,7 @@ from edueffects.recovery.frame import (
     Schools,
     as_cells,
     codes,
+    distinct,
     first_per_group,
     floats,
     sorted_codes,
@@ -346,17 +347,15 @@ def _pandemic_flags(cohorts: Array, spec: RecoverySpec, merged: dict[str, tuple[
 
     A pooled cohort (``merged``: label -> cohorts, see :mod:`edueffects.recovery.disclosure`) is
     affected when its cohorts are; pandemic cohorts that split one are an error."""
-    values, code = sorted_codes(cohorts)
+    values, first, code = distinct(cohorts)
     labels = [cohort_label(v) for v in values.tolist()]  # one per distinct cohort
-    first = np.full(len(labels), code.size, dtype=np.intp)
-    np.minimum.at(first, code, np.arange(code.size, dtype=np.intp))
     appearing = [labels[i] for i in np.argsort(first, kind="stable")]
     parts = {label: merged.get(label, (label,)) for label in appearing}
     found = sorted({c for group in parts.values() for c in group})
     if not spec.pandemic_cohorts:
         raise InputError("name the pandemic-affected cohorts (--pandemic-cohorts)")
-    listed = [cohort_label(c) for c in spec.pandemic_cohorts]
-    unknown = [c for c in listed if c not in found]
+    named = [cohort_label(c) for c in spec.pandemic_cohorts]
+    unknown = [c for c in named if c not in found]
     if unknown:
         raise InputError(
             "pandemic cohort(s) {0} not found in column '{1}' (cohorts: {2})",
@@ -364,20 +363,20 @@ def _pandemic_flags(cohorts: Array, spec: RecoverySpec, merged: dict[str, tuple[
             spec.cohort,
             ", ".join(found),
         )
-    if set(found) <= set(listed):
+    if set(found) <= set(named):
         raise InputError(
             "every cohort in column '{0}' is marked as pandemic-affected: "
             "a pre-pandemic cohort is needed as the comparison",
             spec.cohort,
         )
     for label, group in parts.items():
-        if len(group) > 1 and len({c in listed for c in group}) > 1:
+        if len(group) > 1 and len({c in named for c in group}) > 1:
             raise InputError(
                 "cohorts {0} were pooled into one cell before release, and --pandemic-cohorts splits them; "
                 "aggregate again with these pandemic cohorts",
                 label,
             )
-    affected = {label for label, group in parts.items() if group[0] in listed}
+    affected = {label for label, group in parts.items() if group[0] in named}
     flags = np.array([label in affected for label in labels], dtype=np.float64)
     return flags[code]
 

@@ -74,7 +74,7 @@ def floats(frame: CellFrame, name: str) -> NDArray[np.float64]:
     return np.asarray(frame[name], dtype=np.float64)
 
 
-def _unique(values: Column) -> tuple[Column, IntArray, IntArray]:
+def distinct(values: Column) -> tuple[Column, IntArray, IntArray]:
     """Sorted distinct values, the first position of each, and each value's index among them."""
     try:
         uniques, first, inverse = np.unique(values, return_index=True, return_inverse=True)
@@ -90,13 +90,13 @@ def _unique(values: Column) -> tuple[Column, IntArray, IntArray]:
 
 def sorted_codes(values: Column) -> Schools:
     """The distinct values in sorted order (as pandas' ``groupby`` orders groups) and each row's code."""
-    uniques, _, inverse = _unique(values)
+    uniques, _, inverse = distinct(values)
     return uniques, inverse
 
 
 def factorize(values: Column) -> IntArray:
     """Codes in order of first appearance, as ``pandas.factorize``."""
-    _, first, inverse = _unique(values)
+    _, first, inverse = distinct(values)
     rank = np.empty(first.size, dtype=np.intp)
     rank[np.argsort(first, kind="stable")] = np.arange(first.size, dtype=np.intp)
     return rank[inverse]
