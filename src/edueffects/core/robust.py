@@ -256,12 +256,11 @@ def _hotelling_df(robust: RobustCovariance, c: Array) -> float:
     return float(q * (q + 1) / (per_cluster + cross))
 
 
-def _whitened(vcov: Array, c: Array, cb: Array, chol: Array) -> Array:
-    """``z`` with ``|z|^2 = (Cb)'(C V C')^{-1}(Cb)``: ``z = R^{-T} C b`` for ``R'R = C V C'`` from a QR factorisation
-    of ``(C F)'`` (``V = F F'``, Cholesky of the correlation form of ``V``), so that nearly dependent constraints
-    lose digits by the square root of the condition number of ``C V C'``, not by all of it (the statistic stays
-    invariant under ``C -> A C`` to rounding). Falls back to ``chol`` (Cholesky of ``C V C'``) when ``V`` is
-    singular."""
+def _whitened(vcov: Array, c: Array, chol: Array) -> Array:
+    """``R^{-T} C`` for ``R'R = C V C'``: constraints orthonormal in the metric of ``V`` (``C -> A C`` changes them
+    by an orthogonal matrix only). ``R`` comes from a QR factorisation of ``(C F)'`` (``V = F F'``, Cholesky of the
+    correlation form of ``V``), so that nearly dependent constraints lose digits by the square root of the
+    condition number of ``C V C'``, not by all of it; ``chol`` (Cholesky of ``C V C'``) when ``V`` is singular."""
     scale = np.sqrt(np.diag(vcov))
     if np.all(scale > 0.0):
         try:
@@ -270,8 +269,8 @@ def _whitened(vcov: Array, c: Array, cb: Array, chol: Array) -> Array:
             factor = None
         if factor is not None and bool(np.all(np.isfinite(factor))):
             r = np.asarray(np.linalg.qr((c @ factor).T, mode="r"), dtype=np.float64)  # (q, q): R'R = C V C'
-            return np.asarray(np.linalg.solve(r.T, cb), dtype=np.float64)
-    return np.asarray(np.linalg.solve(chol, cb), dtype=np.float64)
+            return np.asarray(np.linalg.solve(r.T, c), dtype=np.float64)
+    return np.asarray(np.linalg.solve(chol, c), dtype=np.float64)
 
 
 def cr2_wald_test(
@@ -306,7 +305,6 @@ def cr2_wald_test(
     # variance, which C -> A C leaves the tests unchanged by, and C V C' becomes a correlation matrix
     empty = not np.all(row_var > SINGULAR_RATIO * rounding)
     c = c / np.sqrt(np.where(empty, 1.0, row_var))[:, None]
-    cb = c @ b
     sym = c @ vcov @ c.T
     sym = 0.5 * (sym + sym.T)
     values = np.linalg.eigvalsh(sym)
@@ -319,7 +317,10 @@ def cr2_wald_test(
         chol = np.asarray(np.linalg.cholesky(sym), dtype=np.float64)  # clubSandwich: chol2inv(chol(C V C'))
     except np.linalg.LinAlgError:
         raise ValueError("C V_CR2 C' is not positive definite (redundant constraints or too few clusters)") from None
-    z = _whitened(vcov, c, cb, chol)
+    # Q and the HTZ df are invariant under C -> A C: both are computed from the whitened constraints, on which
+    # A acts as an orthogonal matrix (the statistic and eta then stay invariant to rounding)
+    c = _whitened(vcov, c, chol)
+    z = c @ b
     wald = float(z @ z)
     if test == "chi-sq":
         return RobustWaldTest(test, wald, q, None, chi2_sf(wald, q), q, wald)
